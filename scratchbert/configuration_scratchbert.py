@@ -1,0 +1,121 @@
+"""ScratchBert configuration.
+
+This file is copied verbatim into every exported checkpoint (remote code), so it imports only transformers.
+"""
+
+from transformers import PreTrainedConfig
+
+# Activations the encoder and the MLM head accept (names as in transformers.activations.ACT2FN).
+SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
+
+
+class ScratchBertConfig(PreTrainedConfig):
+    r"""
+    Configuration of a ScratchBert encoder. Defaults give BERT-base (uncased vocabulary size).
+
+    Args:
+        vocab_size: number of tokens in the vocabulary.
+        hidden_size: width of the encoder (embeddings, attention, pooler).
+        num_hidden_layers: number of encoder layers.
+        num_attention_heads: attention heads per layer; must divide `hidden_size`.
+        intermediate_size: width of the feed-forward block.
+        hidden_act: activation of the feed-forward block and the MLM head, one of `SUPPORTED_ACTIVATIONS`.
+        hidden_dropout_prob: dropout on embeddings and residual branches, in [0, 1).
+        attention_probs_dropout_prob: dropout on attention probabilities, in [0, 1).
+        max_position_embeddings: longest sequence the learned position embeddings cover.
+        type_vocab_size: number of segment (token type) ids; 2 for sentence pairs.
+        initializer_range: standard deviation of the normal weight initialisation.
+        layer_norm_eps: epsilon of every LayerNorm.
+        pad_token_id: id of [PAD]; its embedding row gets no gradient.
+        classifier_dropout: dropout before classification heads; `None` means `hidden_dropout_prob`.
+        mlm_loss_weight, nsp_loss_weight: pretraining loss = mlm_loss_weight * MLM + nsp_loss_weight * NSP.
+        sparse_mlm_prediction: in training, run the MLM head only on positions that carry a label (the loss and
+            gradients are the same; the dense `[batch, seq, vocab]` logits are then not built and `logits` is None).
+    """
+
+    model_type = "scratchbert"
+
+    def __init__(
+        self,
+        vocab_size: int = 30522,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 12,
+        intermediate_size: int = 3072,
+        hidden_act: str = "gelu",
+        hidden_dropout_prob: float = 0.1,
+        attention_probs_dropout_prob: float = 0.1,
+        max_position_embeddings: int = 512,
+        type_vocab_size: int = 2,
+        initializer_range: float = 0.02,
+        layer_norm_eps: float = 1e-12,
+        pad_token_id: int | None = 0,
+        classifier_dropout: float | None = None,
+        mlm_loss_weight: float = 1.0,
+        nsp_loss_weight: float = 1.0,
+        sparse_mlm_prediction: bool = True,
+        tie_word_embeddings: bool = True,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.initializer_range = initializer_range
+        self.layer_norm_eps = layer_norm_eps
+        self.classifier_dropout = classifier_dropout
+        self.mlm_loss_weight = mlm_loss_weight
+        self.nsp_loss_weight = nsp_loss_weight
+        self.sparse_mlm_prediction = sparse_mlm_prediction
+        self.pad_token_id = pad_token_id
+        self.check_values()  # before the base class, whose own checks assume sane sizes
+        super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
+
+    def check_values(self):
+        """Raise ValueError naming the first field whose value cannot build a model."""
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ScratchBertConfig.{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"ScratchBertConfig.hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads})"
+            )
+        probabilities = {
+            "hidden_dropout_prob": self.hidden_dropout_prob,
+            "attention_probs_dropout_prob": self.attention_probs_dropout_prob,
+        }
+        if self.classifier_dropout is not None:
+            probabilities["classifier_dropout"] = self.classifier_dropout
+        for name, value in probabilities.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"ScratchBertConfig.{name} must be a probability in [0, 1), got {value!r}")
+        for name in ("initializer_range", "layer_norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"ScratchBertConfig.{name} must be a positive number, got {value!r}")
+        for name in ("mlm_loss_weight", "nsp_loss_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"ScratchBertConfig.{name} must be a non-negative number, got {value!r}")
+        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
+            raise ValueError(
+                f"ScratchBertConfig.hidden_act must be one of {', '.join(SUPPORTED_ACTIVATIONS)}, "
+                f"got {self.hidden_act!r}"
+            )
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(
+                f"ScratchBertConfig.pad_token_id must be None or in [0, vocab_size={self.vocab_size}), "
+                f"got {self.pad_token_id!r}"
+            )
+
+
+__all__ = ["ScratchBertConfig"]

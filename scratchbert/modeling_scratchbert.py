@@ -1,0 +1,678 @@
+"""ScratchBert: BERT (Devlin et al., 2018) written from scratch as a transformers model.
+
+Read top to bottom: embeddings, self-attention, encoder layer, the base model, then one class per task head.
+Shapes in comments use B = batch, T = sequence length, H = hidden size, V = vocabulary, N = labelled positions.
+
+This file is copied as-is into every exported checkpoint (remote code), so it imports only torch, transformers
+and the configuration beside it. It never imports transformers.models.bert: the maths mirror BERT exactly, the
+parameter names are ScratchBert's own (scratchbert.convert maps them to and from BERT's).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    NextSentencePredictorOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.utils import ModelOutput, logging
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_scratchbert import ScratchBertConfig
+
+logger = logging.get_logger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Encoder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class ScratchBertEmbeddings(nn.Module):
+    """Token + learned position + segment embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)  # [B, T, H]
+        batch_size, seq_len = inputs_embeds.shape[:2]
+        if position_ids is None:
+            position_ids = torch.arange(seq_len, device=inputs_embeds.device).unsqueeze(0)  # [1, T]
+        if token_type_ids is None:
+            token_type_ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device=inputs_embeds.device)
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
+        embeddings = embeddings + self.position_embeddings(position_ids)
+        return self.dropout(self.layer_norm(embeddings))  # [B, T, H]
+
+
+def attention_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, T] mask of 1 (attend) / 0 (padding) -> [B, 1, 1, T] additive bias in `dtype`.
+
+    Padding gets the most negative finite value rather than -inf, so a row that is all padding softmaxes to a
+    uniform distribution instead of NaN.
+    """
+    keep = attention_mask[:, None, None, :].bool()
+    bias = torch.zeros(keep.shape, dtype=dtype, device=attention_mask.device)
+    return bias.masked_fill(~keep, torch.finfo(dtype).min)
+
+
+class ScratchBertSelfAttention(nn.Module):
+    """Multi-head self-attention with one fused QKV projection.
+
+    The default path is torch's scaled_dot_product_attention; `attn_implementation="eager"` (or asking for
+    attention probabilities) spells the softmax out. Both compute the same function.
+    """
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_prob = config.attention_probs_dropout_prob
+
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False, **kwargs):
+        batch_size, seq_len, hidden_size = hidden_states.shape
+        # [B, T, 3H] -> 3 x [B, heads, T, head_dim]
+        qkv = self.qkv(hidden_states).view(batch_size, seq_len, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        bias = None if attention_mask is None else attention_bias(attention_mask, query.dtype)  # [B, 1, 1, T]
+        dropout_prob = self.dropout_prob if self.training else 0.0
+
+        if self.config._attn_implementation == "eager" or output_attentions:
+            scores = torch.matmul(query, key.transpose(-1, -2)) * self.head_dim**-0.5  # [B, heads, T, T]
+            if bias is not None:
+                scores = scores + bias
+            probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+            context = torch.matmul(F.dropout(probs, p=dropout_prob, training=self.training), value)
+        else:
+            probs = None
+            context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_prob)
+
+        context = context.transpose(1, 2).reshape(batch_size, seq_len, hidden_size)  # [B, T, H]
+        return self.out(context), probs
+
+
+class ScratchBertLayer(GradientCheckpointingLayer):
+    """Post-LayerNorm transformer layer: x = LN(x + attn(x)); x = LN(x + FFN(x)), as in BERT."""
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__()
+        self.attention = ScratchBertSelfAttention(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn_in = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, attention_mask=None, **kwargs) -> torch.Tensor:
+        attention_output, _ = self.attention(hidden_states, attention_mask, **kwargs)
+        hidden_states = self.attention_norm(hidden_states + self.dropout(attention_output))
+        ffn_output = self.ffn_out(self.act(self.ffn_in(hidden_states)))  # [B, T, I] -> [B, T, H]
+        return self.ffn_norm(hidden_states + self.dropout(ffn_output))
+
+
+class ScratchBertPooler(nn.Module):
+    """Dense + tanh over the [CLS] position: the sentence vector that NSP and classification read."""
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden_states[:, 0]))  # [B, H]
+
+
+class ScratchBertMLMHead(nn.Module):
+    """Transform (dense, activation, LayerNorm), then the decoder to the vocabulary, tied to the word embeddings."""
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(self.act(self.dense(hidden_states))))  # [..., H] -> [..., V]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Base classes
+# ----------------------------------------------------------------------------------------------------------------
+
+
+# Every Auto class a saved ScratchBert folder answers to. save_pretrained writes all of them into config.json
+# (transformers would write only the saved class), so one folder loads into any head with trust_remote_code.
+AUTO_MAP = {
+    "AutoConfig": "configuration_scratchbert.ScratchBertConfig",
+    "AutoModel": "modeling_scratchbert.ScratchBertModel",
+    "AutoModelForPreTraining": "modeling_scratchbert.ScratchBertForPreTraining",
+    "AutoModelForMaskedLM": "modeling_scratchbert.ScratchBertForMaskedLM",
+    "AutoModelForNextSentencePrediction": "modeling_scratchbert.ScratchBertForNextSentencePrediction",
+    "AutoModelForSequenceClassification": "modeling_scratchbert.ScratchBertForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_scratchbert.ScratchBertForTokenClassification",
+    "AutoModelForQuestionAnswering": "modeling_scratchbert.ScratchBertForQuestionAnswering",
+    "AutoModelForMultipleChoice": "modeling_scratchbert.ScratchBertForMultipleChoice",
+}
+
+
+class ScratchBertPreTrainedModel(PreTrainedModel):
+    config_class = ScratchBertConfig
+    config: ScratchBertConfig
+    base_model_prefix = "scratchbert"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["ScratchBertEmbeddings", "ScratchBertLayer"]
+    _can_record_outputs = {"hidden_states": ScratchBertLayer, "attentions": ScratchBertSelfAttention}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as transformers does, plus this file and the configuration's (remote code) and the full auto_map.
+
+        Each class's `_auto_class` makes transformers copy the code files; push_to_hub saves through here too.
+        """
+        self.config.auto_map = dict(AUTO_MAP)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """BERT's initialisation. The `init` functions skip tensors that from_pretrained has already loaded."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            # Slicing drops the "already loaded" flag, so check it here.
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+def mean_loss(loss_sum: torch.Tensor, num_items: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Mean of a summed loss over its items.
+
+    Under gradient accumulation the Trainer passes `num_items_in_batch`, the number of labelled items in the
+    whole accumulated batch: dividing by it (not by this micro-batch's count) makes 2 x 4 accumulation give the
+    same loss and update as one batch of 8. An empty micro-batch gives 0, not NaN.
+    """
+    if num_items_in_batch is not None:
+        return loss_sum / num_items_in_batch
+    return loss_sum / num_items.clamp(min=1)
+
+
+def cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor):
+    """(sum of cross-entropy over positions whose label is not -100, number of such positions), in fp32."""
+    labels = labels.reshape(-1)
+    loss_sum = F.cross_entropy(logits.reshape(labels.numel(), -1).float(), labels, ignore_index=-100, reduction="sum")
+    return loss_sum, (labels != -100).sum()
+
+
+class ScratchBertModel(ScratchBertPreTrainedModel):
+    """The bare encoder: embeddings, `num_hidden_layers` layers and (optionally) the pooler."""
+
+    _auto_class = "AutoModel"  # saved folders carry this file as remote code
+
+    def __init__(self, config: ScratchBertConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = ScratchBertEmbeddings(config)
+        self.layers = nn.ModuleList([ScratchBertLayer(config) for _ in range(config.num_hidden_layers)])
+        self.pooler = ScratchBertPooler(config) if add_pooling_layer else None
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    def check_inputs(self, input_ids, inputs_embeds, token_type_ids):
+        """Name bad inputs here rather than fail with an index error deep inside an embedding."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds")
+        seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        if seq_len > self.config.max_position_embeddings:
+            raise ValueError(
+                f"Sequence length {seq_len} exceeds max_position_embeddings={self.config.max_position_embeddings}; "
+                "truncate the inputs (e.g. tokenizer(..., truncation=True))"
+            )
+        if torch.compiler.is_compiling():
+            return
+        if input_ids is not None and input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
+            raise ValueError(
+                f"input_ids must lie in [0, vocab_size={self.config.vocab_size}), got values in "
+                f"[{int(input_ids.min())}, {int(input_ids.max())}]: does the tokenizer match the model?"
+            )
+        if token_type_ids is not None and token_type_ids.numel() and (
+            token_type_ids.min() < 0 or token_type_ids.max() >= self.config.type_vocab_size
+        ):
+            raise ValueError(
+                f"token_type_ids must lie in [0, type_vocab_size={self.config.type_vocab_size}), got values in "
+                f"[{int(token_type_ids.min())}, {int(token_type_ids.max())}]"
+            )
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,  # [B, T]
+        attention_mask: torch.Tensor | None = None,  # [B, T], 1 = token, 0 = padding
+        token_type_ids: torch.Tensor | None = None,  # [B, T], 0 = segment A, 1 = segment B
+        position_ids: torch.Tensor | None = None,  # [B, T] or [1, T]
+        inputs_embeds: torch.Tensor | None = None,  # [B, T, H]
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        self.check_inputs(input_ids, inputs_embeds, token_type_ids)
+        hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # [B, T, H]
+        output_attentions = kwargs.get("output_attentions", self.config.output_attentions)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask, output_attentions=output_attentions)
+        pooled_output = self.pooler(hidden_states) if self.pooler is not None else None  # [B, H]
+        return BaseModelOutputWithPooling(last_hidden_state=hidden_states, pooler_output=pooled_output)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pretraining heads
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScratchBertForPreTrainingOutput(ModelOutput):
+    """
+    loss: mlm_loss_weight * MLM loss + nsp_loss_weight * NSP loss (whichever labels were given).
+    prediction_logits: [B, T, V] MLM scores; None in training with sparse MLM prediction.
+    seq_relationship_logits: [B, 2] NSP scores; class 0 = "B follows A", 1 = "B is random".
+    mlm_loss, nsp_loss: the two terms before weighting, for logging.
+    """
+
+    loss: torch.Tensor | None = None
+    prediction_logits: torch.Tensor | None = None
+    seq_relationship_logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    mlm_loss: torch.Tensor | None = None
+    nsp_loss: torch.Tensor | None = None
+
+
+class ScratchBertMLMMixin:
+    """MLM head plumbing shared by the pretraining and masked-LM models: tied decoder and the (sparse) MLM loss."""
+
+    _tied_weights_keys = {"mlm_head.decoder.weight": "scratchbert.embeddings.word_embeddings.weight"}
+
+    def get_output_embeddings(self):
+        return self.mlm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.mlm_head.decoder = new_embeddings
+
+    def mlm_logits_and_loss(self, sequence_output, labels):
+        """MLM logits [B, T, V] (or None) and (summed loss, number of labelled positions), or None without labels.
+
+        Sparse prediction (training only): gather the N labelled positions and run the head on [N, H] alone.
+        Only ~15 % of positions carry a label, so this skips most of the vocabulary-sized work; the loss and
+        gradients are those of the dense path.
+        """
+        if labels is None:
+            return self.mlm_head(sequence_output), None
+        if self.training and self.config.sparse_mlm_prediction:
+            labelled = labels != -100  # [B, T]
+            labelled_logits = self.mlm_head(sequence_output[labelled])  # [N, H] -> [N, V]
+            return None, cross_entropy_sum(labelled_logits, labels[labelled])
+        logits = self.mlm_head(sequence_output)  # [B, T, V]
+        return logits, cross_entropy_sum(logits, labels)
+
+
+class ScratchBertForPreTraining(ScratchBertMLMMixin, ScratchBertPreTrainedModel):
+    """Encoder + MLM head + NSP head, trained on loss = mlm_loss_weight * MLM + nsp_loss_weight * NSP."""
+
+    _auto_class = "AutoModelForPreTraining"  # saved folders carry this file as remote code
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config)
+        self.scratchbert = ScratchBertModel(config)
+        self.mlm_head = ScratchBertMLMHead(config)
+        self.nsp_head = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels: torch.Tensor | None = None,  # [B, T] token ids at masked positions, -100 elsewhere
+        next_sentence_label: torch.Tensor | None = None,  # [B], 0 = B follows A, 1 = B is random
+        num_items_in_batch=None,
+        **kwargs,
+    ) -> ScratchBertForPreTrainingOutput:
+        outputs = self.scratchbert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True, **kwargs
+        )
+        prediction_logits, mlm_sums = self.mlm_logits_and_loss(outputs.last_hidden_state, labels)
+        nsp_logits = self.nsp_head(outputs.pooler_output)  # [B, 2]
+
+        loss = mlm_loss = nsp_loss = None
+        if mlm_sums is not None:
+            mlm_loss = mean_loss(*mlm_sums, num_items_in_batch)
+            loss = self.config.mlm_loss_weight * mlm_loss
+        if next_sentence_label is not None:
+            nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label.reshape(-1))
+            if num_items_in_batch is not None and mlm_sums is not None:
+                # The Trainer counts only MLM labels across accumulated micro-batches. Weight this micro-batch's
+                # NSP mean by its share of them, so the terms add up to one mean over the accumulated batch
+                # (exact when micro-batches hold equally many masked tokens, as with fixed-length pairs).
+                nsp_loss = nsp_loss * mlm_sums[1] / num_items_in_batch
+            weighted = self.config.nsp_loss_weight * nsp_loss
+            loss = weighted if loss is None else loss + weighted
+
+        return ScratchBertForPreTrainingOutput(
+            loss=loss,
+            prediction_logits=prediction_logits,
+            seq_relationship_logits=nsp_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            mlm_loss=None if mlm_loss is None else mlm_loss.detach(),
+            nsp_loss=None if nsp_loss is None else nsp_loss.detach(),
+        )
+
+
+class ScratchBertForMaskedLM(ScratchBertMLMMixin, ScratchBertPreTrainedModel):
+    """Encoder (no pooler) + MLM head: fill-mask and MLM-only pretraining."""
+
+    _auto_class = "AutoModelForMaskedLM"  # saved folders carry this file as remote code
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config)
+        self.scratchbert = ScratchBertModel(config, add_pooling_layer=False)
+        self.mlm_head = ScratchBertMLMHead(config)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels: torch.Tensor | None = None,  # [B, T], -100 = no label
+        num_items_in_batch=None,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        outputs = self.scratchbert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True, **kwargs
+        )
+        logits, mlm_sums = self.mlm_logits_and_loss(outputs.last_hidden_state, labels)
+        loss = None if mlm_sums is None else mean_loss(*mlm_sums, num_items_in_batch)
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class ScratchBertForNextSentencePrediction(ScratchBertPreTrainedModel):
+    """Encoder + NSP head: does segment B follow segment A? (label 0 = yes, 1 = B is random)."""
+
+    _auto_class = "AutoModelForNextSentencePrediction"  # saved folders carry this file as remote code
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config)
+        self.scratchbert = ScratchBertModel(config)
+        self.nsp_head = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels: torch.Tensor | None = None,  # [B]
+        num_items_in_batch=None,
+        **kwargs,
+    ) -> NextSentencePredictorOutput:
+        outputs = self.scratchbert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True, **kwargs
+        )
+        logits = self.nsp_head(outputs.pooler_output)  # [B, 2]
+        loss = None if labels is None else mean_loss(*cross_entropy_sum(logits, labels), num_items_in_batch)
+        return NextSentencePredictorOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fine-tuning heads
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def classifier_dropout(config: ScratchBertConfig) -> nn.Dropout:
+    p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    return nn.Dropout(p)
+
+
+class ScratchBertForSequenceClassification(ScratchBertPreTrainedModel):
+    """Encoder + dropout + linear over the pooled [CLS] vector.
+
+    The loss follows `config.problem_type` as BERT does: regression (MSE) for num_labels == 1, single-label
+    (cross-entropy) for integer labels, multi-label (BCE with logits) otherwise.
+    """
+
+    _auto_class = "AutoModelForSequenceClassification"  # saved folders carry this file as remote code
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.scratchbert = ScratchBertModel(config)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels: torch.Tensor | None = None,  # [B] class ids or floats, or [B, num_labels] multi-hot
+        num_items_in_batch=None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        outputs = self.scratchbert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True, **kwargs
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output))  # [B, num_labels]
+
+        loss = None
+        if labels is not None:
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif labels.dtype in (torch.long, torch.int):
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            if self.config.problem_type == "regression":
+                loss_sum = F.mse_loss(logits.float().squeeze(-1), labels.float().reshape(-1), reduction="sum")
+                loss = mean_loss(loss_sum, torch.tensor(labels.numel()), num_items_in_batch)
+            elif self.config.problem_type == "single_label_classification":
+                loss = mean_loss(*cross_entropy_sum(logits, labels), num_items_in_batch)
+            else:
+                loss_sum = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="sum")
+                loss = mean_loss(loss_sum, torch.tensor(labels.numel()), num_items_in_batch)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class ScratchBertForTokenClassification(ScratchBertPreTrainedModel):
+    """Encoder (no pooler) + dropout + linear per token: tagging (NER, POS)."""
+
+    _auto_class = "AutoModelForTokenClassification"  # saved folders carry this file as remote code
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.scratchbert = ScratchBertModel(config, add_pooling_layer=False)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels: torch.Tensor | None = None,  # [B, T], -100 = no label
+        num_items_in_batch=None,
+        **kwargs,
+    ) -> TokenClassifierOutput:
+        outputs = self.scratchbert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True, **kwargs
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))  # [B, T, num_labels]
+        loss = None if labels is None else mean_loss(*cross_entropy_sum(logits, labels), num_items_in_batch)
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class ScratchBertForQuestionAnswering(ScratchBertPreTrainedModel):
+    """Encoder (no pooler) + linear to start/end scores per token: extractive QA (SQuAD)."""
+
+    _auto_class = "AutoModelForQuestionAnswering"  # saved folders carry this file as remote code
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.scratchbert = ScratchBertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        start_positions: torch.Tensor | None = None,  # [B]
+        end_positions: torch.Tensor | None = None,  # [B]
+        **kwargs,
+    ) -> QuestionAnsweringModelOutput:
+        kwargs.pop("num_items_in_batch", None)  # QA has no `labels`, so the Trainer never counts items for it
+        outputs = self.scratchbert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True, **kwargs
+        )
+        logits = self.qa_outputs(outputs.last_hidden_state)  # [B, T, 2]
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))  # [B, T] each
+
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # Positions outside the sequence (answer truncated away) are ignored, as in BERT.
+            ignored_index = start_logits.size(1)
+            start_positions = start_positions.reshape(-1).clamp(0, ignored_index)
+            end_positions = end_positions.reshape(-1).clamp(0, ignored_index)
+            start_loss = F.cross_entropy(start_logits.float(), start_positions, ignore_index=ignored_index)
+            end_loss = F.cross_entropy(end_logits.float(), end_positions, ignore_index=ignored_index)
+            loss = (start_loss + end_loss) / 2
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class ScratchBertForMultipleChoice(ScratchBertPreTrainedModel):
+    """Encoder + linear scoring each (context, choice) pair; inputs are [B, num_choices, T]."""
+
+    _auto_class = "AutoModelForMultipleChoice"  # saved folders carry this file as remote code
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config)
+        self.scratchbert = ScratchBertModel(config)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,  # [B, C, T]
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,  # [B, C, T, H]
+        labels: torch.Tensor | None = None,  # [B], index of the right choice
+        num_items_in_batch=None,
+        **kwargs,
+    ) -> MultipleChoiceModelOutput:
+        num_choices = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
+
+        def flatten(t):  # [B, C, ...] -> [B * C, ...]
+            return None if t is None else t.reshape(-1, *t.shape[2:])
+
+        outputs = self.scratchbert(
+            flatten(input_ids),
+            flatten(attention_mask),
+            flatten(token_type_ids),
+            flatten(position_ids),
+            flatten(inputs_embeds),
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)  # [B, C]
+        loss = None if labels is None else mean_loss(*cross_entropy_sum(logits, labels), num_items_in_batch)
+        return MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "ScratchBertForMaskedLM",
+    "ScratchBertForMultipleChoice",
+    "ScratchBertForNextSentencePrediction",
+    "ScratchBertForPreTraining",
+    "ScratchBertForPreTrainingOutput",
+    "ScratchBertForQuestionAnswering",
+    "ScratchBertForSequenceClassification",
+    "ScratchBertForTokenClassification",
+    "ScratchBertModel",
+    "ScratchBertPreTrainedModel",
+]
