@@ -1,0 +1,150 @@
+"""Saved folders load anywhere through trust_remote_code, feed pipelines, and push_to_hub uploads them."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoTokenizer, pipeline
+
+from scratchbert import ScratchBertForPreTraining, ScratchBertForSequenceClassification
+from scratchbert.modeling_scratchbert import AUTO_MAP
+from conftest import REPO_ROOT, tiny_config
+
+# Runs in a fresh interpreter where `import scratchbert` fails, as on a machine without ScratchBert installed.
+FRESH_PROCESS_LOAD = r"""
+import json, sys, tempfile
+sys.modules["scratchbert"] = None  # make the package unimportable
+import torch, transformers
+from safetensors.torch import load_file
+folder = sys.argv[1]
+saved = load_file(folder + "/model.safetensors")
+report = {}
+for auto_name in json.load(open(folder + "/config.json"))["auto_map"]:
+    if auto_name == "AutoConfig":
+        continue
+    auto = getattr(transformers, auto_name)
+    model = auto.from_pretrained(folder, trust_remote_code=True)
+    assert "transformers_modules" in type(model).__module__, type(model).__module__
+    own = model.state_dict()
+    prefix = "" if auto_name == "AutoModel" else "scratchbert."
+    shared = [k for k in saved if (k.removeprefix("scratchbert.") if not prefix else k) in own]
+    for key in shared:
+        assert torch.equal(own[key.removeprefix("scratchbert.") if not prefix else key], saved[key]), key
+    # Re-save to a second folder and load again.
+    second = tempfile.mkdtemp()
+    model.save_pretrained(second)
+    again = auto.from_pretrained(second, trust_remote_code=True)
+    for key, value in again.state_dict().items():
+        assert torch.equal(value, own[key]), key
+    report[auto_name] = [type(model).__name__, len(shared)]
+print(json.dumps(report))
+"""
+
+
+def saved_pretraining_folder(tmp_path, tokenizer_dir=None):
+    torch.manual_seed(0)
+    model = ScratchBertForPreTraining(tiny_config(vocab_size=120))
+    model.save_pretrained(tmp_path)
+    if tokenizer_dir is not None:
+        AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp_path)
+    return model
+
+
+def test_save_writes_full_auto_map_and_code(tmp_path):
+    saved_pretraining_folder(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == AUTO_MAP
+    assert config["model_type"] == "scratchbert" and config["architectures"] == ["ScratchBertForPreTraining"]
+    assert (tmp_path / "modeling_scratchbert.py").read_text() == (
+        REPO_ROOT / "scratchbert" / "modeling_scratchbert.py"
+    ).read_text()
+    assert (tmp_path / "configuration_scratchbert.py").is_file()
+
+
+def test_modeling_file_imports_only_torch_transformers_and_config():
+    source = (REPO_ROOT / "scratchbert" / "modeling_scratchbert.py").read_text()
+    imports = [line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))]
+    assert all(name.split(".")[0] in {"torch", "transformers", "dataclasses"} or name == ".configuration_scratchbert" for name in imports), imports
+    assert not any("models.bert" in name for name in imports)
+
+
+@pytest.mark.slow
+def test_fresh_process_loads_every_head_with_trust_remote_code(tmp_path):
+    saved_pretraining_folder(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_LOAD, str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(report) == set(AUTO_MAP) - {"AutoConfig"}
+    assert report["AutoModelForPreTraining"] == ["ScratchBertForPreTraining", len(ScratchBertForPreTraining(tiny_config(vocab_size=120)).state_dict()) - 1]
+    assert all(count > 0 for _, count in report.values())
+
+
+def test_pipelines(tmp_path, tokenizer_dir):
+    saved_pretraining_folder(tmp_path, tokenizer_dir)
+    fill = pipeline("fill-mask", model=str(tmp_path), top_k=3)
+    predictions = fill("the cat sat on the [MASK].")
+    assert len(predictions) == 3 and all("token_str" in p for p in predictions)
+
+    features = pipeline("feature-extraction", model=str(tmp_path))
+    vectors = torch.tensor(features("the cat sat.")[0])
+    assert vectors.shape[-1] == 32
+
+    torch.manual_seed(0)
+    classifier_dir = tmp_path / "classifier"
+    ScratchBertForSequenceClassification(tiny_config(vocab_size=120, id2label={0: "no", 1: "yes"}, label2id={"no": 0, "yes": 1})).save_pretrained(classifier_dir)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(classifier_dir)
+    classify = pipeline("text-classification", model=str(classifier_dir))
+    result = classify({"text": "the cat sat.", "text_pair": "the dog sleeps."})
+    assert result[0]["label"] in {"no", "yes"} if isinstance(result, list) else result["label"] in {"no", "yes"}
+
+
+@pytest.mark.slow
+def test_pipeline_with_trust_remote_code_in_fresh_process(tmp_path, tokenizer_dir):
+    saved_pretraining_folder(tmp_path, tokenizer_dir)
+    code = (
+        "import sys; sys.modules['scratchbert'] = None\n"
+        "from transformers import pipeline\n"
+        f"fill = pipeline('fill-mask', model={str(tmp_path)!r}, trust_remote_code=True, top_k=2)\n"
+        "print(len(fill('the cat sat on the [MASK].')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "2"
+
+
+def test_push_to_hub_uploads_the_saved_folder(tmp_path, monkeypatch):
+    """Up to the network boundary: the commit handed to the Hub client holds exactly the exported folder."""
+    import huggingface_hub
+    import transformers.utils.hub as transformers_hub
+
+    commits = []
+
+    def fake_create_repo(self, repo_id, **kwargs):
+        return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def fake_create_commit(self, repo_id, operations, **kwargs):
+        files = {}
+        for op in operations:
+            source = op.path_or_fileobj
+            files[op.path_in_repo] = open(source, "rb").read() if isinstance(source, str) else bytes(source)
+        commits.append((repo_id, files))
+        return None
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", fake_create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_commit", fake_create_commit)
+    monkeypatch.setattr(  # the stock card would be fetched from the Hub; build it locally instead
+        transformers_hub, "create_and_tag_model_card", lambda repo_id, tags=None, token=None: huggingface_hub.ModelCard("---\nlibrary_name: transformers\n---\n# card\n")
+    )
+    model = ScratchBertForPreTraining(tiny_config())
+    model.push_to_hub("someone/scratchbert-tiny", token="hf_fake")
+    (repo_id, files), = commits
+    assert repo_id == "someone/scratchbert-tiny"
+    model.save_pretrained(tmp_path)
+    for name in ("config.json", "model.safetensors", "modeling_scratchbert.py", "configuration_scratchbert.py"):
+        assert files[name] == (tmp_path / name).read_bytes(), name
+    assert json.loads(files["config.json"])["auto_map"] == AUTO_MAP

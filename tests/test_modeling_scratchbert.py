@@ -1,0 +1,341 @@
+"""Every head: forward, backward, loss by hand; save/load; tying; resizing; attention paths; padding; inputs."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForNextSentencePrediction,
+    AutoModelForPreTraining,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+
+from scratchbert import (
+    ScratchBertConfig,
+    ScratchBertForMaskedLM,
+    ScratchBertForMultipleChoice,
+    ScratchBertForNextSentencePrediction,
+    ScratchBertForPreTraining,
+    ScratchBertForQuestionAnswering,
+    ScratchBertForSequenceClassification,
+    ScratchBertForTokenClassification,
+    ScratchBertModel,
+)
+from conftest import make_batch, tiny_config
+
+ALL_CLASSES = [
+    ScratchBertModel,
+    ScratchBertForPreTraining,
+    ScratchBertForMaskedLM,
+    ScratchBertForNextSentencePrediction,
+    ScratchBertForSequenceClassification,
+    ScratchBertForTokenClassification,
+    ScratchBertForQuestionAnswering,
+    ScratchBertForMultipleChoice,
+]
+AUTO_CLASSES = {
+    AutoModel: ScratchBertModel,
+    AutoModelForPreTraining: ScratchBertForPreTraining,
+    AutoModelForMaskedLM: ScratchBertForMaskedLM,
+    AutoModelForNextSentencePrediction: ScratchBertForNextSentencePrediction,
+    AutoModelForSequenceClassification: ScratchBertForSequenceClassification,
+    AutoModelForTokenClassification: ScratchBertForTokenClassification,
+    AutoModelForQuestionAnswering: ScratchBertForQuestionAnswering,
+    AutoModelForMultipleChoice: ScratchBertForMultipleChoice,
+}
+
+
+def mlm_labels(batch, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = batch["input_ids"].clone()
+    chosen = (torch.rand(labels.shape, generator=g) < 0.3) & batch["attention_mask"].bool()
+    chosen[0, 1] = True  # at least one label
+    return labels.masked_fill(~chosen, -100)
+
+
+def inputs_for(model_class, config, batch):
+    """Inputs and labels that exercise each head's loss."""
+    b = dict(batch)
+    n = b["input_ids"].shape[0]
+    if model_class is ScratchBertForPreTraining:
+        b.update(labels=mlm_labels(batch), next_sentence_label=torch.tensor([0, 1, 0])[:n])
+    elif model_class is ScratchBertForMaskedLM:
+        b.update(labels=mlm_labels(batch))
+    elif model_class in (ScratchBertForNextSentencePrediction, ScratchBertForSequenceClassification):
+        b.update(labels=torch.tensor([1, 0, 1])[:n])
+    elif model_class is ScratchBertForTokenClassification:
+        b.update(labels=torch.randint(0, config.num_labels, b["input_ids"].shape).masked_fill(b["attention_mask"] == 0, -100))
+    elif model_class is ScratchBertForQuestionAnswering:
+        b.update(start_positions=torch.tensor([1, 2, 3])[:n], end_positions=torch.tensor([3, 4, 5])[:n])
+    elif model_class is ScratchBertForMultipleChoice:
+        b = {k: v.unsqueeze(1).expand(-1, 2, -1).contiguous() for k, v in b.items()}
+        b.update(labels=torch.tensor([1, 0, 1])[:n])
+    return b
+
+
+@pytest.mark.parametrize("model_class", ALL_CLASSES)
+def test_forward_backward_every_head(model_class, config):
+    torch.manual_seed(0)
+    model = model_class(config)
+    batch = inputs_for(model_class, config, make_batch(config))
+    out = model(**batch)
+    if model_class is ScratchBertModel:
+        assert out.last_hidden_state.shape == (3, 12, config.hidden_size)
+        assert out.pooler_output.shape == (3, config.hidden_size)
+        loss = out.last_hidden_state.sum()
+    else:
+        assert out.loss is not None and out.loss.ndim == 0 and torch.isfinite(out.loss)
+        loss = out.loss
+    loss.backward()
+    grads = [p.grad for p in model.scratchbert.layers.parameters()] if model_class is not ScratchBertModel else [
+        p.grad for p in model.layers.parameters()
+    ]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_pretraining_loss_by_hand(config):
+    torch.manual_seed(0)
+    config.mlm_loss_weight, config.nsp_loss_weight = 0.7, 0.3
+    model = ScratchBertForPreTraining(config).eval()
+    batch = make_batch(config)
+    labels, nsp = mlm_labels(batch), torch.tensor([0, 1, 1])
+    out = model(**batch, labels=labels, next_sentence_label=nsp)
+    logits, nsp_logits = out.prediction_logits, out.seq_relationship_logits
+    # Cross-entropy by hand: -log softmax at the label, averaged over labelled positions.
+    log_probs = logits.log_softmax(-1)
+    positions = (labels != -100).nonzero(as_tuple=True)
+    mlm = -log_probs[positions + (labels[positions],)].mean()
+    nsp_loss = -nsp_logits.log_softmax(-1)[torch.arange(3), nsp].mean()
+    torch.testing.assert_close(out.loss, 0.7 * mlm + 0.3 * nsp_loss)
+    torch.testing.assert_close(out.mlm_loss, mlm)
+    torch.testing.assert_close(out.nsp_loss, nsp_loss)
+    # With MLM labels only, the loss is the MLM loss (never None); with NSP only, the NSP loss.
+    torch.testing.assert_close(model(**batch, labels=labels).loss, 0.7 * mlm)
+    torch.testing.assert_close(model(**batch, next_sentence_label=nsp).loss, 0.3 * nsp_loss)
+    assert model(**batch).loss is None
+
+
+def test_sequence_classification_problem_types(config):
+    batch = make_batch(config)
+    torch.manual_seed(0)
+    single = ScratchBertForSequenceClassification(tiny_config(num_labels=3)).eval()
+    labels = torch.tensor([0, 2, 1])
+    out = single(**batch, labels=labels)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels))
+    assert single.config.problem_type == "single_label_classification"
+
+    regression = ScratchBertForSequenceClassification(tiny_config(num_labels=1)).eval()
+    targets = torch.tensor([0.5, -1.0, 2.0])
+    out = regression(**batch, labels=targets)
+    torch.testing.assert_close(out.loss, ((out.logits.squeeze(-1) - targets) ** 2).mean())
+    assert regression.config.problem_type == "regression"
+
+    multi = ScratchBertForSequenceClassification(tiny_config(num_labels=4)).eval()
+    multi_hot = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 1]])
+    out = multi(**batch, labels=multi_hot)
+    torch.testing.assert_close(out.loss, F.binary_cross_entropy_with_logits(out.logits, multi_hot))
+    assert multi.config.problem_type == "multi_label_classification"
+
+
+def test_other_heads_loss_by_hand(config):
+    torch.manual_seed(0)
+    batch = make_batch(config)
+    nsp = ScratchBertForNextSentencePrediction(config).eval()
+    out = nsp(**batch, labels=torch.tensor([0, 1, 0]))
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, torch.tensor([0, 1, 0])))
+
+    tokens = ScratchBertForTokenClassification(tiny_config(num_labels=5)).eval()
+    labels = inputs_for(ScratchBertForTokenClassification, tokens.config, batch)["labels"]
+    out = tokens(**batch, labels=labels)
+    keep = labels != -100
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits[keep], labels[keep]))
+
+    qa = ScratchBertForQuestionAnswering(config).eval()
+    start, end = torch.tensor([1, 2, 3]), torch.tensor([3, 4, 5])
+    out = qa(**batch, start_positions=start, end_positions=end)
+    expected = (F.cross_entropy(out.start_logits, start) + F.cross_entropy(out.end_logits, end)) / 2
+    torch.testing.assert_close(out.loss, expected)
+
+    choice = ScratchBertForMultipleChoice(config).eval()
+    inputs = inputs_for(ScratchBertForMultipleChoice, config, batch)
+    out = choice(**inputs)
+    assert out.logits.shape == (3, 2)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, inputs["labels"]))
+
+
+def test_sparse_mlm_prediction_equals_dense(config):
+    """Training with sparse prediction gives the dense path's loss and gradients, without dense logits."""
+    batch = make_batch(config)
+    labels = mlm_labels(batch)
+    torch.manual_seed(0)
+    sparse = ScratchBertForPreTraining(config).train()
+    dense = ScratchBertForPreTraining(tiny_config(sparse_mlm_prediction=False)).train()
+    dense.load_state_dict(sparse.state_dict())
+    out_sparse = sparse(**batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 0]))
+    out_dense = dense(**batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 0]))
+    assert out_sparse.prediction_logits is None and out_dense.prediction_logits.shape == (3, 12, config.vocab_size)
+    torch.testing.assert_close(out_sparse.loss, out_dense.loss, atol=1e-6, rtol=1e-6)
+    out_sparse.loss.backward()
+    out_dense.loss.backward()
+    for (name, p_sparse), p_dense in zip(sparse.named_parameters(), dense.parameters()):
+        torch.testing.assert_close(p_sparse.grad, p_dense.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_eager_equals_sdpa(config):
+    torch.manual_seed(0)
+    sdpa = ScratchBertForPreTraining(config).eval()
+    eager = AutoModelForPreTraining.from_config(tiny_config(), attn_implementation="eager").eval()
+    eager.load_state_dict(sdpa.state_dict())
+    assert eager.config._attn_implementation == "eager"
+    batch = make_batch(config)
+    a, b = sdpa(**batch), eager(**batch)
+    torch.testing.assert_close(a.prediction_logits, b.prediction_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.seq_relationship_logits, b.seq_relationship_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_invariance_and_all_padding_row(config):
+    torch.manual_seed(0)
+    model = ScratchBertModel(config).eval()
+    batch = make_batch(config, pad_last=False, seq_len=10)
+    base = model(**batch).last_hidden_state
+    padded = {k: F.pad(v, (0, 6), value=0) for k, v in batch.items()}
+    out = model(**padded).last_hidden_state
+    torch.testing.assert_close(out[:, :10], base, atol=1e-5, rtol=1e-5)
+    # A row that is all padding gives finite numbers, on both attention paths.
+    padded["attention_mask"][1] = 0
+    for impl in ("sdpa", "eager"):
+        model.config._attn_implementation = impl
+        result = model(**padded)
+        assert torch.isfinite(result.last_hidden_state).all() and torch.isfinite(result.pooler_output).all()
+
+
+def test_hidden_states_attentions_and_tuples(config):
+    model = ScratchBertForSequenceClassification(config).eval()
+    batch = make_batch(config)
+    out = model(**batch, output_hidden_states=True, output_attentions=True)
+    assert len(out.hidden_states) == config.num_hidden_layers + 1
+    assert out.hidden_states[0].shape == (3, 12, config.hidden_size)
+    assert len(out.attentions) == config.num_hidden_layers and out.attentions[0].shape == (3, 4, 12, 12)
+    # Attention probabilities sum to one over keys and give padding no weight.
+    torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(3, 4, 12))
+    assert out.attentions[0][2, :, :, -4:].abs().max() == 0
+    as_tuple = model(**batch, labels=torch.tensor([0, 1, 0]), return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
+    torch.testing.assert_close(as_tuple[1], out.logits)
+
+
+def test_gradient_checkpointing_gives_same_gradients(config):
+    torch.manual_seed(0)
+    plain = ScratchBertForMaskedLM(config).train()
+    checkpointed = ScratchBertForMaskedLM(config).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.activation_checkpointing_enable()
+    assert checkpointed.is_activation_checkpointing
+    batch = make_batch(config)
+    labels = mlm_labels(batch)
+    plain(**batch, labels=labels).loss.backward()
+    checkpointed(**batch, labels=labels).loss.backward()
+    for p, q in zip(plain.parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+
+
+@pytest.mark.parametrize("model_class", ALL_CLASSES)
+def test_save_load_every_parameter_equal(model_class, config, tmp_path):
+    torch.manual_seed(0)
+    model = model_class(config)
+    model.save_pretrained(tmp_path)
+    loaded = model_class.from_pretrained(tmp_path)
+    own, other = model.state_dict(), loaded.state_dict()
+    assert own.keys() == other.keys()
+    for name in own:
+        assert torch.equal(own[name], other[name]), name
+    for (name, buffer), (_, other_buffer) in zip(model.named_buffers(), loaded.named_buffers()):
+        assert torch.equal(buffer, other_buffer), name
+
+
+def test_loading_never_overwrites_weights_with_init(config, tmp_path):
+    torch.manual_seed(0)
+    model = ScratchBertForPreTraining(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.123)  # a value no initialiser produces
+    model.save_pretrained(tmp_path)
+    loaded = ScratchBertForPreTraining.from_pretrained(tmp_path)
+    assert all(torch.all(p == 0.123) for p in loaded.parameters())
+
+
+def test_decoder_tied_to_embeddings_one_copy_saved(config, tmp_path):
+    from safetensors import safe_open
+
+    model = ScratchBertForPreTraining(config)
+    assert model.mlm_head.decoder.weight is model.scratchbert.embeddings.word_embeddings.weight
+    model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        keys = set(f.keys())
+    assert "scratchbert.embeddings.word_embeddings.weight" in keys and "mlm_head.decoder.weight" not in keys
+    loaded = ScratchBertForMaskedLM.from_pretrained(tmp_path)
+    assert loaded.mlm_head.decoder.weight is loaded.scratchbert.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        loaded.scratchbert.embeddings.word_embeddings.weight[7] += 1
+    assert torch.equal(loaded.mlm_head.decoder.weight[7], loaded.scratchbert.embeddings.word_embeddings.weight[7])
+
+
+def test_resize_token_embeddings_keeps_tie(config, tmp_path):
+    torch.manual_seed(0)
+    config = tiny_config()
+    vocab = config.vocab_size
+    model = ScratchBertForPreTraining(tiny_config())
+    old_bias = model.mlm_head.decoder.bias.detach().clone()
+    model.resize_token_embeddings(vocab + 13)
+    assert model.config.vocab_size == config.vocab_size + 13
+    assert model.get_input_embeddings().weight.shape == (config.vocab_size + 13, config.hidden_size)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert model.mlm_head.decoder.bias.shape == (config.vocab_size + 13,)
+    assert torch.equal(model.mlm_head.decoder.bias[: config.vocab_size], old_bias)
+    model.eval()
+    batch = make_batch(model.config)
+    assert model(**batch).prediction_logits.shape[-1] == config.vocab_size + 13
+    model.save_pretrained(tmp_path)
+    loaded = ScratchBertForPreTraining.from_pretrained(tmp_path)
+    assert loaded.mlm_head.decoder.weight is loaded.scratchbert.embeddings.word_embeddings.weight
+    assert loaded.config.vocab_size == config.vocab_size + 13
+    shrunk = ScratchBertForMaskedLM(config)
+    shrunk.resize_token_embeddings(50)
+    assert shrunk.mlm_head.decoder.weight.shape[0] == 50 and shrunk.mlm_head.decoder.bias.shape[0] == 50
+    assert shrunk.get_output_embeddings().weight is shrunk.get_input_embeddings().weight
+
+
+@pytest.mark.parametrize("auto_class, model_class", list(AUTO_CLASSES.items()))
+def test_auto_classes_in_process(auto_class, model_class, config, tmp_path):
+    model = auto_class.from_config(config)
+    assert type(model) is model_class
+    model.save_pretrained(tmp_path)
+    assert type(AutoConfig.from_pretrained(tmp_path)) is ScratchBertConfig
+    assert type(auto_class.from_pretrained(tmp_path)) is model_class
+
+
+def test_bad_inputs_are_named(config):
+    model = ScratchBertModel(config).eval()
+    batch = make_batch(config)
+    with pytest.raises(ValueError, match="vocab_size=99"):
+        model(input_ids=batch["input_ids"] + 200)
+    with pytest.raises(ValueError, match="max_position_embeddings=64"):
+        model(input_ids=torch.ones(1, 65, dtype=torch.long))
+    with pytest.raises(ValueError, match="type_vocab_size=2"):
+        model(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"] + 2)
+    with pytest.raises(ValueError, match="exactly one"):
+        model()
+
+
+def test_inputs_embeds_equals_input_ids(config):
+    model = ScratchBertModel(config).eval()
+    batch = make_batch(config)
+    embeds = model.get_input_embeddings()(batch["input_ids"])
+    a = model(**batch).last_hidden_state
+    b = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
+    torch.testing.assert_close(a, b.last_hidden_state)
