@@ -1,0 +1,77 @@
+"""Command-line + YAML configuration for the scripts, on top of transformers' HfArgumentParser.
+
+    python run_pretraining.py                         # configs/<default>.yaml
+    python run_pretraining.py configs/x.yaml --max_steps 10
+    python run_pretraining.py --config configs/x.yaml --max_steps 10
+
+The YAML file sets defaults for the dataclass fields and flags override them. Unknown keys in the file and
+unknown flags are errors that name them.
+"""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the file, key or value."""
+
+
+def split_config_path(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Take the YAML path from argv (first positional argument or --config PATH / --config=PATH)."""
+    argv = list(argv)
+    if argv and not argv[0].startswith("-"):
+        return argv[0], argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == "--config":
+            if i + 1 >= len(argv):
+                raise ConfigError("--config needs a path to a YAML file")
+            return argv[i + 1], argv[:i] + argv[i + 2 :]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1], argv[:i] + argv[i + 1 :]
+    return None, argv
+
+
+def read_yaml_config(path: str | Path, dataclass_types) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must be a mapping of key: value, got {type(values).__name__}")
+    known = {f.name for cls in dataclass_types for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown keys in {path}: {', '.join(unknown)}")
+    return values
+
+
+def parse_config(dataclass_types, argv: list[str] | None = None, default_config: str | Path | None = None):
+    """Parse YAML + flags into instances of `dataclass_types`; the file is `default_config` when none is given.
+
+    Returns (instances..., the path of the YAML file used or None).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    config_path, argv = split_config_path(argv)
+    config_path = config_path or default_config
+    parser = HfArgumentParser(dataclass_types)
+    if config_path is not None:
+        values = read_yaml_config(config_path, dataclass_types)
+        # argparse converts string defaults with the field's type, so a wrong type in YAML gets argparse's message.
+        parser.set_defaults(**{k: (str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in values.items()})
+        for action in parser._actions:  # a field required by its dataclass is satisfied by the file
+            if action.dest in values:
+                action.required = False
+    try:
+        instances = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
+    except SystemExit as exit_:
+        raise ConfigError(f"invalid arguments (see the message above){f' in {config_path}' if config_path else ''}") from exit_
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"invalid configuration{f' in {config_path}' if config_path else ''}: {error}") from None
+    return (*instances, str(config_path) if config_path else None)

@@ -1,0 +1,187 @@
+"""Documents -> sentences -> BERT pretraining pairs (MLM + NSP), and the batch collator that masks them.
+
+transformers 5 removed its NSP dataset classes (TextDatasetForNextSentencePrediction), so this is ScratchBert's
+own, following Google's create_pretraining_data.py:
+
+- a document's sentences are gathered into a chunk until it reaches the target length (max_seq_length - 3,
+  or with probability short_seq_prob a random shorter one, so the model also sees short inputs);
+- a random number of leading sentences of the chunk becomes segment A;
+- with probability 1/2, B is the rest of the chunk: the true continuation (label 0); otherwise B is taken from
+  a random place in another document (label 1) and the unused sentences go back to the document;
+- the pair is trimmed to fit, one token at a time from the longer segment, at a random end;
+- the result is "[CLS] A [SEP] B [SEP]" with token types 0 for [CLS] A [SEP] and 1 for B [SEP].
+
+One change from Google's code: it forces a random B whenever a chunk holds a single sentence, which skews
+labels towards "random" on corpora of long sentences. Here a one-sentence chunk takes the next sentence too,
+and the last sentence of a document alone makes no pair, so labels stay balanced at 50 %.
+
+Randomness comes from a generator seeded by (seed, repetition, document index): the same seed gives the same
+pairs. Random B documents are drawn from the documents of the same `datasets.map` batch, which works the same
+on a streamed corpus.
+"""
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import DataCollatorForLanguageModeling
+
+from .corpus import split_sentences
+
+NEXT, RANDOM = 0, 1  # next_sentence_label values, as in BERT: 0 = B follows A
+
+
+def tokenize_documents(batch: dict[str, list], tokenizer) -> dict[str, list]:
+    """`text` -> `sentences`: per document, the token ids of each sentence (no special tokens)."""
+    documents = []
+    for text in batch["text"]:
+        sentences = split_sentences(text or "")
+        ids = tokenizer(sentences, add_special_tokens=False, verbose=False)["input_ids"] if sentences else []
+        documents.append([s for s in ids if s])
+    return {"sentences": documents}
+
+
+def truncate_pair(tokens_a: list[int], tokens_b: list[int], max_num_tokens: int, rng: random.Random):
+    """Trim the longer segment, from its front or back at random, until the pair fits (in place)."""
+    while len(tokens_a) + len(tokens_b) > max_num_tokens:
+        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+        if rng.random() < 0.5:
+            del longer[0]
+        else:
+            longer.pop()
+
+
+def pairs_from_document(
+    index: int,
+    documents: list[list[list[int]]],
+    max_seq_length: int,
+    short_seq_prob: float,
+    rng: random.Random,
+) -> list[tuple[list[int], list[int], int]]:
+    """(segment A, segment B, next_sentence_label) pairs from documents[index]; other documents give random Bs."""
+    document = documents[index]
+    max_num_tokens = max_seq_length - 3  # [CLS] A [SEP] B [SEP]
+    target_length = max_num_tokens if rng.random() >= short_seq_prob else rng.randint(2, max_num_tokens)
+    others = [i for i in range(len(documents)) if i != index and documents[i]]
+    pairs, chunk, chunk_length, i = [], [], 0, 0
+    while i < len(document):
+        chunk.append(document[i])
+        chunk_length += len(document[i])
+        at_end = i == len(document) - 1
+        if at_end or (chunk_length >= target_length and len(chunk) >= 2):
+            if len(chunk) >= 2:
+                a_end = rng.randint(1, len(chunk) - 1)
+                tokens_a = [t for sentence in chunk[:a_end] for t in sentence]
+                if rng.random() < 0.5 and others:
+                    label = RANDOM
+                    other = documents[rng.choice(others)]
+                    target_b_length = max(target_length - len(tokens_a), 1)
+                    tokens_b = []
+                    for sentence in other[rng.randint(0, len(other) - 1) :]:
+                        tokens_b.extend(sentence)
+                        if len(tokens_b) >= target_b_length:
+                            break
+                    i -= len(chunk) - a_end  # the sentences B did not use go back to this document
+                else:
+                    label = NEXT
+                    tokens_b = [t for sentence in chunk[a_end:] for t in sentence]
+                truncate_pair(tokens_a, tokens_b, max_num_tokens, rng)
+                if tokens_a and tokens_b:
+                    pairs.append((tokens_a, tokens_b, label))
+            chunk, chunk_length = [], 0
+        i += 1
+    return pairs
+
+
+def segments_from_document(document: list[list[int]], max_seq_length: int, short_seq_prob: float, rng: random.Random):
+    """MLM-only: whole sentences packed into single segments of up to max_seq_length - 2 tokens."""
+    max_num_tokens = max_seq_length - 2  # [CLS] A [SEP]
+    target_length = max_num_tokens if rng.random() >= short_seq_prob else rng.randint(2, max_num_tokens)
+    segments, current = [], []
+    for sentence in document:
+        current.extend(sentence)
+        if len(current) >= target_length:
+            segments.append(current[:max_num_tokens])
+            current = []
+    if current:
+        segments.append(current[:max_num_tokens])
+    return segments
+
+
+def build_examples(
+    batch: dict[str, list],
+    indices: list[int],
+    cls_token_id: int,
+    sep_token_id: int,
+    max_seq_length: int,
+    short_seq_prob: float = 0.1,
+    dupe_factor: int = 1,
+    nsp: bool = True,
+    seed: int = 0,
+) -> dict[str, list]:
+    """A batched `datasets.map` function: `sentences` of a batch of documents -> model-ready examples.
+
+    Each document is used `dupe_factor` times with different randomness, as BERT's data generator does.
+    """
+    out = {"input_ids": [], "token_type_ids": [], "special_tokens_mask": []}
+    if nsp:
+        out["next_sentence_label"] = []
+    documents = batch["sentences"]
+    for repetition in range(dupe_factor):
+        for position, index in enumerate(indices):
+            rng = random.Random(f"{seed}:{repetition}:{index}")
+            if nsp:
+                for tokens_a, tokens_b, label in pairs_from_document(position, documents, max_seq_length, short_seq_prob, rng):
+                    out["input_ids"].append([cls_token_id, *tokens_a, sep_token_id, *tokens_b, sep_token_id])
+                    out["token_type_ids"].append([0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1))
+                    out["special_tokens_mask"].append([1] + [0] * len(tokens_a) + [1] + [0] * len(tokens_b) + [1])
+                    out["next_sentence_label"].append(label)
+            else:
+                for segment in segments_from_document(documents[position], max_seq_length, short_seq_prob, rng):
+                    out["input_ids"].append([cls_token_id, *segment, sep_token_id])
+                    out["token_type_ids"].append([0] * (len(segment) + 2))
+                    out["special_tokens_mask"].append([1] + [0] * len(segment) + [1])
+    return out
+
+
+@dataclass
+class DataCollatorForPretraining(DataCollatorForLanguageModeling):
+    """DataCollatorForLanguageModeling for pre-built pairs: pads, masks 15 % (80/10/10), keeps NSP labels.
+
+    Special tokens and padding are never masked (the examples carry `special_tokens_mask`). For whole-word
+    masking, transformers' collator needs character offsets, which token-id pairs lack; equivalent offsets are
+    made from the WordPiece marks: a "##" piece continues the previous word.
+    """
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.whole_word_mask:
+            vocab = self.tokenizer.get_vocab()
+            self.is_continuation = np.zeros(len(self.tokenizer), dtype=bool)
+            for token, token_id in vocab.items():
+                if token.startswith("##") and token_id < len(self.is_continuation):
+                    self.is_continuation[token_id] = True
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if not self.whole_word_mask:
+            return super().torch_call(examples)
+        # Offsets in which a "##" piece touches the previous token and every other token leaves a gap.
+        for example in examples:
+            continues = self.is_continuation[np.asarray(example["input_ids"])]
+            starts = np.cumsum(np.where(continues, 0, 1)) + np.arange(len(continues))
+            example["offset_mapping"] = np.stack([starts, starts + 1], axis=1).tolist()
+        offsets = [e.pop("offset_mapping") for e in examples]
+        batch = self.tokenizer.pad(examples, return_tensors="pt", pad_to_multiple_of=self.pad_to_multiple_of)
+        width = batch["input_ids"].shape[1]
+        offset_mapping = torch.zeros((len(examples), width, 2), dtype=torch.long)
+        for row, offset in enumerate(offsets):
+            offset_mapping[row, : len(offset)] = torch.tensor(offset)
+        if self.seed is not None and self.generator is None:
+            self.create_rng()
+        special_tokens_mask = batch.pop("special_tokens_mask")
+        batch["input_ids"], batch["labels"] = self.torch_mask_tokens(
+            batch["input_ids"], special_tokens_mask=special_tokens_mask, offset_mapping=offset_mapping
+        )
+        return batch
