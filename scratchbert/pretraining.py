@@ -121,11 +121,14 @@ def check_output_dir(training_args: TrainingArguments, run_args: RunArguments):
         raise ConfigError(f"output_dir {output_dir} cannot be written: {error.strerror or error}") from None
     resuming = training_args.resume_from_checkpoint not in (None, "", "false", "False")
     has_run = (output_dir / "config.json").exists() or any(output_dir.glob("checkpoint-*"))
-    if has_run and not resuming and not run_args.overwrite_output_dir:
-        raise ConfigError(
-            f"output_dir {output_dir} already holds a run; pass --resume_from_checkpoint latest to continue it, "
-            "--overwrite_output_dir to replace it, or choose another output_dir"
-        )
+    if has_run and not resuming:
+        if not run_args.overwrite_output_dir:
+            raise ConfigError(
+                f"output_dir {output_dir} already holds a run; pass --resume_from_checkpoint latest to continue it, "
+                "--overwrite_output_dir to replace it, or choose another output_dir"
+            )
+        for stale in output_dir.glob("checkpoint-*"):  # asked to start afresh: no resume may pick these up later
+            shutil.rmtree(stale, ignore_errors=True)
     if run_args.output:
         parent = Path(run_args.output).resolve().parent
         if not parent.is_dir() or not os.access(parent, os.W_OK):
@@ -155,9 +158,9 @@ def setup_logging(training_args: TrainingArguments, run_args: RunArguments):
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, handlers=handlers, force=True
     )
+    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     level = training_args.get_process_log_level()
-    logger.setLevel(level)
-    datasets.utils.logging.set_verbosity(min(level, logging.WARNING))
+    datasets.utils.logging.set_verbosity(max(level, logging.WARNING))
     transformers.utils.logging.set_verbosity(level)
     for handler in handlers[1:]:  # transformers' own log lines (Trainer progress) go to the file too
         transformers.utils.logging.add_handler(handler)

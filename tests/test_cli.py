@@ -1,0 +1,66 @@
+"""YAML + flags configuration: precedence, unknown keys and wrong types named."""
+
+from dataclasses import dataclass
+
+import pytest
+from transformers import TrainingArguments
+
+from scratchbert.cli import ConfigError, parse_config
+
+
+@dataclass
+class Options:
+    hidden_size: int = 768
+    name: str | None = None
+    flag: bool = False
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_then_flags_override(tmp_path):
+    path = write(tmp_path, "hidden_size: 128\nname: from-yaml\noutput_dir: out\nlearning_rate: 1.0e-3\n")
+    options, training, used = parse_config((Options, TrainingArguments), [str(path), "--name", "from-flag"])
+    assert options.hidden_size == 128 and options.name == "from-flag" and used == str(path)
+    assert training.learning_rate == 1e-3 and training.output_dir == "out"
+    options, training, _ = parse_config((Options, TrainingArguments), ["--config", str(path), "--hidden_size", "64"])
+    assert options.hidden_size == 64
+    options, _, _ = parse_config((Options, TrainingArguments), [f"--config={path}", "--flag"])
+    assert options.flag is True
+
+
+def test_default_config_used_without_arguments(tmp_path):
+    path = write(tmp_path, "hidden_size: 256\n")
+    options, _, used = parse_config((Options, TrainingArguments), [], default_config=path)
+    assert options.hidden_size == 256 and used == str(path)
+
+
+def test_unknown_yaml_keys_are_named(tmp_path):
+    path = write(tmp_path, "hidden_size: 128\nhiden_layers: 3\nfoo: 1\n")
+    with pytest.raises(ConfigError, match="unknown keys in .*config.yaml: foo, hiden_layers"):
+        parse_config((Options, TrainingArguments), [str(path)])
+
+
+def test_unknown_flags_are_named():
+    with pytest.raises(ConfigError, match="--hiden_size"):
+        parse_config((Options, TrainingArguments), ["--hiden_size", "3"])
+
+
+@pytest.mark.parametrize("text, bad", [("hidden_size: big\n", "hidden_size"), ("learning_rate: fast\n", "learning_rate")])
+def test_wrong_types_in_yaml_are_named(tmp_path, capsys, text, bad):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError):
+        parse_config((Options, TrainingArguments), [str(path)])
+    assert bad in capsys.readouterr().err
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        parse_config((Options,), [str(tmp_path / "nope.yaml")])
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config((Options,), [str(write(tmp_path, "a: [1, 2\n"))])
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_config((Options,), [str(write(tmp_path, "- 1\n- 2\n"))])

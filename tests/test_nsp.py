@@ -1,0 +1,154 @@
+"""The NSP pair builder and the masking collator: the properties BERT's data pipeline promises."""
+
+import random
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from scratchbert.nsp import DataCollatorForPretraining, build_examples, pairs_from_document, tokenize_documents
+
+CLS, SEP = 2, 3
+
+
+def numbered_documents(num_documents=400, seed=0):
+    """Document d, sentence s holds tokens that encode (d, s), so every pair can be traced back."""
+    rng = random.Random(seed)
+    documents = []
+    for d in range(num_documents):
+        sentences = []
+        for s in range(rng.randint(1, 9)):
+            length = rng.randint(3, 40)
+            sentences.append([10_000 + d * 100 + s] * length)
+        documents.append(sentences)
+    return documents
+
+
+def origin(token):
+    return (token - 10_000) // 100, (token - 10_000) % 100
+
+
+def build(documents, seed=0, max_seq_length=64, **kwargs):
+    return build_examples(
+        {"sentences": documents}, list(range(len(documents))), CLS, SEP, max_seq_length, seed=seed, **kwargs
+    )
+
+
+def test_labels_are_balanced_on_a_large_sample():
+    examples = build(numbered_documents(2000), dupe_factor=2)
+    labels = examples["next_sentence_label"]
+    assert len(labels) > 5000
+    assert abs(sum(labels) / len(labels) - 0.5) < 0.05
+
+
+def test_next_pairs_never_cross_documents_and_random_pairs_do():
+    examples = build(numbered_documents())
+    for ids, types, label in zip(examples["input_ids"], examples["token_type_ids"], examples["next_sentence_label"]):
+        a = [origin(t) for t, k in zip(ids, types) if k == 0 and t not in (CLS, SEP)]
+        b = [origin(t) for t, k in zip(ids, types) if k == 1 and t != SEP]
+        docs_a, docs_b = {d for d, _ in a}, {d for d, _ in b}
+        assert len(docs_a) == 1, "segment A comes from one document"
+        if label == 0:
+            assert docs_b == docs_a
+            assert b[0][1] > a[-1][1], "B comes after A (truncation may trim sentences at the seam)"
+            sentence_order = [s for _, s in a + b]
+            assert sentence_order == sorted(sentence_order)
+        else:
+            assert docs_b.isdisjoint(docs_a)
+
+
+def test_lengths_token_types_and_special_tokens():
+    examples = build(numbered_documents(), max_seq_length=48, short_seq_prob=0.3)
+    lengths = [len(ids) for ids in examples["input_ids"]]
+    assert max(lengths) <= 48
+    assert min(lengths) < 30, "short_seq_prob gives some short sequences"
+    for ids, types, special in zip(examples["input_ids"], examples["token_type_ids"], examples["special_tokens_mask"]):
+        assert ids[0] == CLS and ids[-1] == SEP and ids.count(SEP) == 2
+        first_sep = ids.index(SEP)
+        assert types == [0] * (first_sep + 1) + [1] * (len(ids) - first_sep - 1)
+        assert special == [1 if t in (CLS, SEP) else 0 for t in ids]
+
+
+def test_deterministic_for_a_seed():
+    documents = numbered_documents(100)
+    assert build(documents, seed=3) == build(documents, seed=3)
+    assert build(documents, seed=3)["input_ids"] != build(documents, seed=4)["input_ids"]
+
+
+def test_single_sentence_documents_make_no_pairs_but_serve_as_random_b():
+    documents = [[[11] * 5], [[12] * 5, [13] * 5, [14] * 5]]
+    pairs = []
+    for seed in range(50):
+        pairs += pairs_from_document(0, documents, 64, 0.0, random.Random(seed))
+    assert pairs == []
+
+
+def test_mlm_only_packs_whole_sentences_into_single_segments():
+    examples = build(numbered_documents(50), max_seq_length=64, nsp=False)
+    assert "next_sentence_label" not in examples
+    for ids, types in zip(examples["input_ids"], examples["token_type_ids"]):
+        assert ids[0] == CLS and ids[-1] == SEP and ids.count(SEP) == 1 and set(types) == {0}
+        assert len(ids) <= 64
+
+
+def test_tokenize_documents_splits_sentences(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    out = tokenize_documents({"text": ["The cat sat on the mat. It was a sunny day.\nA new paragraph.", ""]}, tokenizer)
+    assert len(out["sentences"][0]) == 3 and out["sentences"][1] == []
+    assert tokenizer.decode(out["sentences"][0][1]) == "it was a sunny day."
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Masking
+# --------------------------------------------------------------------------------------------------------------
+
+
+def collated(tokenizer, whole_word_mask=False, n=400):
+    g = random.Random(0)
+    examples = []
+    for _ in range(n):
+        a = [g.randint(5, len(tokenizer) - 1) for _ in range(g.randint(3, 30))]
+        b = [g.randint(5, len(tokenizer) - 1) for _ in range(g.randint(3, 30))]
+        examples.append({
+            "input_ids": [CLS, *a, SEP, *b, SEP],
+            "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
+            "special_tokens_mask": [1] + [0] * len(a) + [1] + [0] * len(b) + [1],
+            "next_sentence_label": g.randint(0, 1),
+        })
+    originals = torch.nn.utils.rnn.pad_sequence([torch.tensor(e["input_ids"]) for e in examples], batch_first=True)
+    collator = DataCollatorForPretraining(tokenizer=tokenizer, whole_word_mask=whole_word_mask, seed=0)
+    return collator([dict(e) for e in examples]), originals
+
+
+def test_masking_statistics(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    batch, originals = collated(tokenizer)
+    assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels", "next_sentence_label"}
+    real = batch["attention_mask"].bool()
+    special = (originals == CLS) | (originals == SEP) | ~real
+    masked = batch["labels"] != -100
+    assert not (masked & special).any(), "special tokens and padding are never masked"
+    assert torch.equal(batch["labels"][masked], originals[masked])
+    rate = masked.sum() / (~special).sum()
+    assert 0.13 < rate < 0.17
+    replaced_by_mask = (batch["input_ids"] == tokenizer.mask_token_id) & masked
+    unchanged = (batch["input_ids"] == originals) & masked
+    n = masked.sum()
+    assert 0.76 < replaced_by_mask.sum() / n < 0.84
+    assert 0.07 < unchanged.sum() / n < 0.13  # 10 % kept (plus the rare random token equal to the original)
+    assert not ((batch["input_ids"] != originals) & ~masked).any(), "unmasked positions are untouched"
+    assert batch["next_sentence_label"].shape == (400,)
+
+
+def test_whole_word_masking_masks_every_piece_of_a_word(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    continuation = torch.tensor([t.startswith("##") for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])])
+    batch, originals = collated(tokenizer, whole_word_mask=True)
+    masked = batch["labels"] != -100
+    assert masked.any()
+    is_piece = continuation[originals] & batch["attention_mask"].bool()
+    follows_word = ~torch.isin(originals, torch.tensor([CLS, SEP]))  # a piece after [SEP] starts a new word
+    # A continuation piece is masked exactly when the token before it is.
+    rows, cols = (is_piece[:, 1:] & follows_word[:, :-1]).nonzero(as_tuple=True)
+    cols = cols + 1
+    assert torch.equal(masked[rows, cols], masked[rows, cols - 1])

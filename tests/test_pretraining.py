@@ -1,0 +1,287 @@
+"""run_pretraining.py end to end: every data source, results.json, export, resume, errors, two processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer
+
+from scratchbert.pretraining import compute_pretraining_metrics, main, run
+from conftest import REPO_ROOT, SHARED_DATA, requires_shared_data
+
+# A tiny model and a handful of steps: seconds per run.
+TINY = [
+    "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
+    "--max_position_embeddings", "64", "--max_seq_length", "64", "--vocab_size", "400", "--dupe_factor", "1",
+    "--max_steps", "3", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+    "--logging_steps", "1", "--save_steps", "2", "--report_to", "none", "--warmup_steps", "0",
+    "--use_cpu", "true", "--optim", "adamw_torch",
+]
+RESULT_KEYS = {
+    "train_loss", "eval_mlm_loss", "eval_mlm_accuracy", "eval_nsp_loss", "eval_nsp_accuracy",
+    "eval_mlm_baseline_accuracy", "steps", "train_tokens_per_second", "runtime_seconds",
+}
+
+
+def pretrain(tmp_path, *args, name="run"):
+    output_dir = tmp_path / name
+    results = run(["--output_dir", str(output_dir), "--output", str(tmp_path / f"{name}.json"), *TINY, *args])
+    return output_dir, results
+
+
+def corpus_texts(n=40):
+    return [
+        " ".join(f"Document {d} sentence {s} talks about topic {d % 7} and things." for s in range(4))
+        for d in range(n)
+    ]
+
+
+@pytest.mark.slow
+def test_offline_default_few_steps_exports_a_loadable_folder(tmp_path):
+    output_dir, results = pretrain(tmp_path)
+    assert RESULT_KEYS <= set(results)
+    assert results["steps"] == 3 and results["train_tokens_per_second"] > 0
+    assert json.loads((tmp_path / "run.json").read_text()) == json.loads((output_dir / "results.json").read_text())
+    assert {"config.json", "model.safetensors", "modeling_scratchbert.py", "configuration_scratchbert.py",
+            "tokenizer.json", "README.md"} <= {p.name for p in output_dir.iterdir()}
+    card = (output_dir / "README.md").read_text()
+    assert "offline" in card and "eval_mlm_accuracy" in card and "trust_remote_code=True" in card
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    model = AutoModelForPreTraining.from_pretrained(output_dir)
+    assert model.config.vocab_size == len(tokenizer) and tokenizer.model_max_length == 64
+    assert (output_dir / "checkpoint-2").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["txt", "jsonl", "csv", "parquet", "synthetic", "hub", "streaming"])
+def test_each_data_source_trains(tmp_path, kind, monkeypatch):
+    import datasets
+
+    texts = corpus_texts()
+    args = []
+    if kind == "txt":
+        path = tmp_path / "corpus.txt"
+        path.write_text("\n\n".join("\n".join(t.split(". ")) for t in texts))
+        args = ["--train_file", str(path)]
+    elif kind in ("jsonl", "streaming"):
+        path = tmp_path / "corpus.jsonl"
+        path.write_text("\n".join(json.dumps({"body": t}) for t in texts))
+        args = ["--train_file", str(path), "--text_column", "body"]
+        if kind == "streaming":
+            args += ["--streaming", "true", "--max_eval_documents", "5", "--tokenizer_training_documents", "40"]
+    elif kind == "csv":
+        path = tmp_path / "corpus.csv"
+        datasets.Dataset.from_dict({"text": texts}).to_csv(str(path), index=False)
+        args = ["--train_file", str(path)]
+    elif kind == "parquet":
+        path = tmp_path / "corpus.parquet"
+        datasets.Dataset.from_dict({"text": texts}).to_parquet(str(path))
+        args = ["--train_file", str(path)]
+    elif kind == "synthetic":
+        args = ["--corpus", "synthetic", "--synthetic_documents", "60"]
+    elif kind == "hub":
+        calls = []
+
+        def fake_load_dataset(name, config=None, **kwargs):  # the network boundary
+            calls.append((name, config))
+            return datasets.Dataset.from_dict({"id": [str(i) for i in range(40)], "url": ["u"] * 40, "title": ["t"] * 40, "text": texts})
+
+        monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+        args = ["--dataset_name", "wikimedia/wikipedia", "--dataset_config_name", "20231101.en"]
+    output_dir, results = pretrain(tmp_path, *args)
+    assert results["steps"] == 3 and RESULT_KEYS <= set(results)
+    assert 0 <= results["eval_nsp_accuracy"] <= 1
+    if kind == "hub":
+        assert calls == [("wikimedia/wikipedia", "20231101.en")]
+
+
+@pytest.mark.slow
+def test_mlm_only(tmp_path):
+    _, results = pretrain(tmp_path, "--mlm_only", "true", "--corpus", "synthetic", "--synthetic_documents", "60")
+    assert "eval_mlm_accuracy" in results and "eval_nsp_accuracy" not in results
+
+
+@pytest.mark.slow
+def test_whole_word_masking_and_continued_pretraining(tmp_path):
+    first, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", name="first")
+    second, results = pretrain(
+        tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", "--whole_word_mask", "true",
+        "--model_name_or_path", str(first), name="second",
+    )
+    assert results["steps"] == 3
+    a = AutoModel.from_pretrained(first).state_dict()
+    b = AutoModel.from_pretrained(second).state_dict()
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_resume_from_latest_checkpoint(tmp_path):
+    output_dir, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60")
+    _, results = pretrain(
+        tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", "--max_steps", "5",
+        "--resume_from_checkpoint", "latest",
+    )
+    assert results["steps"] == 5
+    state = json.loads((output_dir / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    # The resumed run started from step 2's checkpoint: it logged steps 3-5 only.
+    logged_steps = [e["step"] for e in state["log_history"] if "loss" in e]
+    assert logged_steps[:2] == [1, 2]
+
+
+@pytest.mark.slow
+def test_preprocessing_is_cached(tmp_path):
+    import datasets
+
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(json.dumps({"text": t}) for t in corpus_texts()))
+    cache = tmp_path / "cache"
+    args = ["--train_file", str(path), "--cache_dir", str(cache)]
+    pretrain(tmp_path, *args, name="a")
+    before = {p.name: p.stat().st_mtime_ns for p in cache.rglob("cache-*.arrow")}
+    pretrain(tmp_path, *args, name="b")
+    after = {p.name: p.stat().st_mtime_ns for p in cache.rglob("cache-*.arrow")}
+    assert before and before == after, "the second run reused every cached map result"
+
+
+def test_metrics_by_hand():
+    import numpy as np
+    from transformers import EvalPrediction
+
+    labels = np.array([[-100, 5, 7, -100], [5, -100, -100, 5]])
+    predictions = np.array([[0, 5, 1, 0], [5, 0, 0, 4]])
+    token_loss = np.array([[0, 1.0, 2.0, 0], [0.5, 0, 0, 0.5]])
+    nsp_logits = np.array([[2.0, 0.0], [0.0, 1.0]])
+    metrics = compute_pretraining_metrics(EvalPrediction((predictions, token_loss, nsp_logits), (labels, np.array([0, 0]))))
+    assert metrics["mlm_accuracy"] == pytest.approx(2 / 4)
+    assert metrics["mlm_baseline_accuracy"] == pytest.approx(3 / 4)  # token 5 is 3 of the 4 labels
+    assert metrics["mlm_loss"] == pytest.approx(1.0)
+    assert metrics["nsp_accuracy"] == pytest.approx(0.5)
+    expected_nsp = -(np.log(np.exp(2) / (np.exp(2) + 1)) + np.log(1 / (1 + np.e))) / 2
+    assert metrics["nsp_loss"] == pytest.approx(expected_nsp)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bad input: a clear error before training, exit code 2, nothing half-written
+# --------------------------------------------------------------------------------------------------------------
+
+
+def fails(tmp_path, capsys, *args):
+    code = main(["--output_dir", str(tmp_path / "out"), *TINY, *args])
+    err = capsys.readouterr().err
+    assert code == 2 and "\nerror: " in "\n" + err and "Traceback" not in err
+    assert not (tmp_path / "out" / "config.json").exists()
+    return err
+
+
+def test_bad_inputs_fail_before_training(tmp_path, capsys, tokenizer_dir):
+    assert "does not exist" in fails(tmp_path, capsys, "--train_file", str(tmp_path / "missing.txt"))
+    (tmp_path / "empty.txt").write_text("")
+    assert "is empty" in fails(tmp_path, capsys, "--train_file", str(tmp_path / "empty.txt"))
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps({"body": t}) for t in corpus_texts()))
+    assert "text column 'text' not found" in fails(tmp_path, capsys, "--train_file", str(tmp_path / "c.jsonl"))
+    assert "max_seq_length=128 exceeds max_position_embeddings=64" in fails(tmp_path, capsys, "--max_seq_length", "128")
+    assert "vocab_size=400 but the tokenizer" in fails(tmp_path, capsys, "--tokenizer_name", str(tokenizer_dir))
+    (tmp_path / "one.txt").write_text("\n\n".join(f"Only sentence {i} here." for i in range(30)))
+    err = fails(tmp_path, capsys, "--train_file", str(tmp_path / "one.txt"))
+    assert "no document has two or more sentences" in err and "--mlm_only" in err
+    bad_config = tmp_path / "bad.yaml"
+    bad_config.write_text("hidden_size: 32\nhiden_layers: 3\n")
+    assert "unknown keys in" in fails(tmp_path, capsys, "--config", str(bad_config))
+
+
+def test_unwritable_output_dir(tmp_path, capsys):
+    if os.geteuid() == 0:
+        target = "/proc/scratchbert-cannot-write"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = str(locked / "out")
+    code = main(["--output_dir", target, *TINY])
+    assert code == 2 and "cannot be written" in capsys.readouterr().err
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    code = main(["--output_dir", str(out), *TINY, "--overwrite_output_dir", "false"])
+    assert code == 2 and "already holds a run" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == "{}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Several processes, logging, the script itself
+# --------------------------------------------------------------------------------------------------------------
+
+
+def torchrun(*args, timeout=600):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_model(tmp_path):
+    done = torchrun(str(REPO_ROOT / "tests" / "helpers" / "ddp_probe.py"), str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert all(r["world_size"] == 2 and r["args_world_size"] == 2 and r["backend"] == "gloo" for r in ranks)
+    assert ranks[0]["first_batch"] != ranks[1]["first_batch"], "each rank sees different data"
+    assert ranks[0]["weights"] == ranks[1]["weights"], "gradients were averaged: identical weights after a step"
+
+
+@pytest.mark.slow
+def test_run_pretraining_script_under_torchrun(tmp_path):
+    done = torchrun(
+        "run_pretraining.py", "--output_dir", str(tmp_path / "out"), "--output", str(tmp_path / "r.json"),
+        "--corpus", "synthetic", "--synthetic_documents", "60", *TINY,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["world_size"] == 2 and results["steps"] == 3
+
+
+@pytest.mark.slow
+def test_wandb_offline_and_log_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    log_file = tmp_path / "logs" / "train.log"
+    pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", "--report_to", "wandb",
+             "--wandb_project", "scratchbert-test", "--log_file", str(log_file))
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs, "wandb wrote an offline run and sent nothing"
+    assert os.environ["WANDB_PROJECT"] == "scratchbert-test"
+    assert "Results" in log_file.read_text()
+
+
+def test_push_to_hub_uploads_the_exported_folder(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from scratchbert.pretraining import push_folder_to_hub
+
+    calls = {}
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}"))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: calls.update(kw))
+    (tmp_path / "out").mkdir()
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), hub_model_id="me/tiny-scratchbert", report_to="none")
+    assert push_folder_to_hub(tmp_path / "out", args) == "me/tiny-scratchbert"
+    assert calls["repo_id"] == "me/tiny-scratchbert" and calls["folder_path"] == str(tmp_path / "out")
+    assert "checkpoint-*" in calls["ignore_patterns"]
+
+
+@pytest.mark.slow
+@requires_shared_data("wikipedia", "wiki_en_sample.jsonl")
+def test_shared_wikipedia_config_runs(tmp_path):
+    output_dir, results = pretrain(
+        tmp_path, "--config", str(REPO_ROOT / "configs" / "pretrain_wikipedia_sample.yaml"), "--max_documents", "200",
+        "--max_eval_documents", "20",
+    )
+    assert results["steps"] == 3 and results["eval_masked_tokens"] > 0
