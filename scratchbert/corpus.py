@@ -92,6 +92,16 @@ def synthetic_documents(num_documents: int = 2000, seed: int = 0) -> list[str]:
     return documents
 
 
+def _yield_documents(texts):
+    for text in texts:
+        yield {"text": text}
+
+
+def documents_from_texts(texts: list[str], cache_dir: str | None = None) -> datasets.Dataset:
+    """An on-disk dataset whose fingerprint depends only on the texts, so later `map`s hit the cache next run."""
+    return datasets.Dataset.from_generator(_yield_documents, gen_kwargs={"texts": texts}, cache_dir=cache_dir)
+
+
 def load_documents(
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
@@ -130,7 +140,7 @@ def load_documents(
             texts = synthetic_documents(synthetic_documents_count, seed)
         else:
             raise CorpusError(f"corpus must be 'offline' or 'synthetic', got {corpus!r}")
-        documents = datasets.Dataset.from_dict({"text": texts})
+        documents = documents_from_texts(texts, cache_dir)
         text_column = "text"
 
     columns = documents.column_names if documents.column_names is not None else list(next(iter(documents)).keys())
@@ -159,7 +169,7 @@ def _load_local(train_file: str, text_column: str, streaming: bool, cache_dir: s
         texts = read_bert_format(path)
         if not texts:
             raise CorpusError(f"training file {train_file} holds no text")
-        dataset = datasets.Dataset.from_dict({"text": texts})
+        dataset = documents_from_texts(texts, cache_dir)
         return dataset.to_iterable_dataset() if streaming else dataset
     kwargs = {"delimiter": "\t", "quoting": 3} if path.suffix.lower() == ".tsv" else {}
     try:

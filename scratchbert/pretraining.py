@@ -171,7 +171,7 @@ def setup_logging(training_args: TrainingArguments, run_args: RunArguments):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, train_documents, output_dir: str):
+def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, train_documents):
     source = model_args.tokenizer_name or model_args.model_name_or_path
     if source:
         try:
@@ -185,11 +185,35 @@ def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, train_do
             )
         return tokenizer
     vocab_size = model_args.vocab_size or 30522
+    # WordPiece training breaks frequency ties in hash order, so two trainings on one corpus may differ in a
+    # few rare tokens. Keep the trained tokenizer by corpus fingerprint: reruns share it, and their caches.
+    # Under several processes the main one trains it first and the others load the same files.
+    from datasets.fingerprint import Hasher
+
+    corpus_id = getattr(train_documents, "_fingerprint", None) or (
+        data_args.dataset_name, data_args.dataset_config_name, data_args.train_file, data_args.max_documents
+    )
+    key = Hasher.hash((
+        "wordpiece-v1", corpus_id, vocab_size, model_args.lowercase,
+        model_args.max_position_embeddings, model_args.tokenizer_training_documents,
+    ))
+    cached = Path(data_args.cache_dir or datasets.config.HF_DATASETS_CACHE) / "scratchbert_tokenizers" / key
+    if (cached / "tokenizer.json").is_file():
+        logger.info("Reusing the WordPiece tokenizer trained on this corpus before: %s", cached)
+        return AutoTokenizer.from_pretrained(cached)
     logger.info("Training a WordPiece tokenizer (vocab %d) on the training corpus", vocab_size)
     texts = (row["text"] for row in train_documents.take(model_args.tokenizer_training_documents))
-    return train_wordpiece_tokenizer(
+    tokenizer = train_wordpiece_tokenizer(
         texts, vocab_size=vocab_size, lowercase=model_args.lowercase, model_max_length=model_args.max_position_embeddings
     )
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    staging = cached.with_name(f"{cached.name}.partial-{os.getpid()}")
+    tokenizer.save_pretrained(staging)
+    try:
+        os.replace(staging, cached)  # atomic: a reader never sees half a tokenizer
+    except OSError:  # another process got there first
+        shutil.rmtree(staging, ignore_errors=True)
+    return tokenizer
 
 
 def split_documents(documents, data_args: DataArguments, seed: int):
@@ -208,37 +232,52 @@ def split_documents(documents, data_args: DataArguments, seed: int):
 
 
 def build_dataset(documents, tokenizer, data_args: DataArguments, seed: int, description: str):
-    """Documents -> tokenized sentences -> pretraining examples, both steps cached by `datasets`."""
+    """Documents -> tokenized sentences -> pretraining examples, both steps cached by `datasets`.
+
+    The cache keys are explicit (input fingerprint + tokenizer JSON + settings): a freshly trained tokenizer
+    pickles differently each run, which would otherwise defeat the cache.
+    """
+    from datasets.fingerprint import Hasher
+
     streaming = data_args.streaming
-    map_kwargs = {} if streaming else {"num_proc": data_args.preprocessing_num_workers, "desc": f"{description}: tokenizing"}
+    tokenizer_state = tokenizer.backend_tokenizer.to_str()
+    sentences_kwargs, examples_kwargs = {}, {}
+    if not streaming:
+        sentences_fingerprint = Hasher.hash(("sentences-v1", documents._fingerprint, tokenizer_state))
+        sentences_kwargs = dict(
+            num_proc=data_args.preprocessing_num_workers, desc=f"{description}: tokenizing", new_fingerprint=sentences_fingerprint
+        )
     sentences = documents.map(
-        tokenize_documents, batched=True, remove_columns=["text"], fn_kwargs={"tokenizer": tokenizer}, **map_kwargs
+        tokenize_documents, batched=True, remove_columns=["text"], fn_kwargs={"tokenizer": tokenizer}, **sentences_kwargs
     )
     if not streaming and not data_args.mlm_only:
-        multi_sentence = sum(1 for n in sentences.map(lambda b: {"n": [len(s) for s in b["sentences"]]}, batched=True, remove_columns=["sentences"])["n"] if n >= 2)
-        if multi_sentence == 0:
+        counts = sentences.map(
+            lambda batch: {"multi": [len(s) >= 2 for s in batch["sentences"]]},
+            batched=True, remove_columns=["sentences"], new_fingerprint=Hasher.hash(("multi-v1", sentences_fingerprint)),
+        )
+        if not any(counts["multi"]):
             raise CorpusError(
                 f"{description}: no document has two or more sentences, so no next-sentence pairs can be made; "
                 "give documents of several sentences, or pass --mlm_only to train masked LM alone"
             )
+    build_kwargs = {
+        "cls_token_id": tokenizer.cls_token_id,
+        "sep_token_id": tokenizer.sep_token_id,
+        "max_seq_length": data_args.max_seq_length,
+        "short_seq_prob": data_args.short_seq_prob,
+        "dupe_factor": data_args.dupe_factor,
+        "nsp": not data_args.mlm_only,
+        "seed": seed,
+    }
     if not streaming:
-        map_kwargs["desc"] = f"{description}: building {'MLM' if data_args.mlm_only else 'MLM + NSP'} examples"
+        examples_kwargs = dict(
+            num_proc=data_args.preprocessing_num_workers,
+            desc=f"{description}: building {'MLM' if data_args.mlm_only else 'MLM + NSP'} examples",
+            new_fingerprint=Hasher.hash(("examples-v1", sentences_fingerprint, sorted(build_kwargs.items()))),
+        )
     examples = sentences.map(
-        build_examples,
-        batched=True,
-        batch_size=1000,
-        with_indices=True,
-        remove_columns=["sentences"],
-        fn_kwargs={
-            "cls_token_id": tokenizer.cls_token_id,
-            "sep_token_id": tokenizer.sep_token_id,
-            "max_seq_length": data_args.max_seq_length,
-            "short_seq_prob": data_args.short_seq_prob,
-            "dupe_factor": data_args.dupe_factor,
-            "nsp": not data_args.mlm_only,
-            "seed": seed,
-        },
-        **map_kwargs,
+        build_examples, batched=True, batch_size=1000, with_indices=True, remove_columns=["sentences"],
+        fn_kwargs=build_kwargs, **examples_kwargs,
     )
     if not streaming and len(examples) == 0:
         raise CorpusError(f"{description}: the documents produced no examples (are they empty?)")
@@ -379,7 +418,7 @@ The folder carries its own code, so it loads without ScratchBert installed:
 
 ```python
 from transformers import AutoModelForMaskedLM, AutoTokenizer
-tokenizer = AutoTokenizer.from_pretrained("{output_dir.name}")
+tokenizer = AutoTokenizer.from_pretrained("{output_dir.name}", trust_remote_code=True)
 model = AutoModelForMaskedLM.from_pretrained("{output_dir.name}", trust_remote_code=True)
 ```
 
@@ -433,6 +472,7 @@ def run(argv: list[str] | None = None) -> dict:
     if training_args.include_num_input_tokens_seen == "no":
         training_args.include_num_input_tokens_seen = "non_padding"
     training_args.label_names = ["labels"] if data_args.mlm_only else ["labels", "next_sentence_label"]
+    training_args.remove_unused_columns = False  # the collator consumes special_tokens_mask; nothing else is extra
     transformers.set_seed(training_args.seed)
 
     documents = load_documents(
@@ -448,7 +488,8 @@ def run(argv: list[str] | None = None) -> dict:
         cache_dir=data_args.cache_dir,
     )
     train_documents, eval_documents = split_documents(documents, data_args, training_args.seed)
-    tokenizer = get_tokenizer(model_args, data_args, train_documents, training_args.output_dir)
+    with training_args.main_process_first(desc="training the tokenizer"):
+        tokenizer = get_tokenizer(model_args, data_args, train_documents)
     model = build_model(model_args, tokenizer, data_args)
 
     with training_args.main_process_first(desc="building the datasets"):
