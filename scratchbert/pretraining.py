@@ -13,18 +13,17 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
-import torch
 import torch.nn.functional as F
 import transformers
 from transformers import AutoModelForPreTraining, AutoTokenizer, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from .cli import ConfigError, parse_config
+from .runs import RunArguments, check_output_dir, push_folder_to_hub, resolve_checkpoint, setup_logging
 from .configuration_scratchbert import ScratchBertConfig
 from .corpus import CorpusError, load_documents
 from .nsp import DataCollatorForPretraining, build_examples, tokenize_documents
@@ -93,77 +92,6 @@ class DataArguments:
     mlm_only: bool = field(default=False, metadata={"help": "Train MLM alone (single segments, no NSP)"})
     preprocessing_num_workers: int | None = None
     cache_dir: str | None = None
-
-
-@dataclass
-class RunArguments:
-    output: str | None = field(default=None, metadata={"help": "Write final train/eval figures to this JSON file"})
-    log_file: str | None = field(default=None, metadata={"help": "Also log to this file (rotating, 10 MB x 3)"})
-    wandb_project: str | None = field(default=None, metadata={"help": "W&B project when report_to includes wandb"})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow an output_dir that already holds a finished run or checkpoints"}
-    )
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Checks that run before any work
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def check_output_dir(training_args: TrainingArguments, run_args: RunArguments):
-    output_dir = Path(training_args.output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"output_dir {output_dir} cannot be written: {error.strerror or error}") from None
-    resuming = training_args.resume_from_checkpoint not in (None, "", "false", "False")
-    has_run = (output_dir / "config.json").exists() or any(output_dir.glob("checkpoint-*"))
-    if has_run and not resuming:
-        if not run_args.overwrite_output_dir:
-            raise ConfigError(
-                f"output_dir {output_dir} already holds a run; pass --resume_from_checkpoint latest to continue it, "
-                "--overwrite_output_dir to replace it, or choose another output_dir"
-            )
-        for stale in output_dir.glob("checkpoint-*"):  # asked to start afresh: no resume may pick these up later
-            shutil.rmtree(stale, ignore_errors=True)
-    if run_args.output:
-        parent = Path(run_args.output).resolve().parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise ConfigError(f"--output {run_args.output}: folder {parent} does not exist or cannot be written")
-
-
-def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
-    """--resume_from_checkpoint latest|true -> the newest complete checkpoint in output_dir; a path -> itself."""
-    value = training_args.resume_from_checkpoint
-    if value in (None, "", "false", "False"):
-        return None
-    if value in ("latest", "true", "True"):
-        last = get_last_checkpoint(training_args.output_dir)
-        if last is None:
-            raise ConfigError(f"--resume_from_checkpoint {value}: no checkpoint in {training_args.output_dir}")
-        return last
-    if not Path(value).is_dir():
-        raise ConfigError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
-    return value
-
-
-def setup_logging(training_args: TrainingArguments, run_args: RunArguments):
-    handlers = [logging.StreamHandler(sys.stdout)]
-    if run_args.log_file:
-        Path(run_args.log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.RotatingFileHandler(run_args.log_file, maxBytes=10_000_000, backupCount=3))
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, handlers=handlers, force=True
-    )
-    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
-    level = training_args.get_process_log_level()
-    datasets.utils.logging.set_verbosity(max(level, logging.WARNING))
-    transformers.utils.logging.set_verbosity(level)
-    for handler in handlers[1:]:  # transformers' own log lines (Trainer progress) go to the file too
-        transformers.utils.logging.add_handler(handler)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -426,23 +354,6 @@ Any head loads from it (`AutoModelForSequenceClassification`, `AutoModelForPreTr
 `import scratchbert` first, `trust_remote_code` is not needed.
 """
     (output_dir / "README.md").write_text(card)
-
-
-def push_folder_to_hub(output_dir: Path, training_args: TrainingArguments):
-    """Upload the exported folder (not the intermediate checkpoints) to `hub_model_id`."""
-    from huggingface_hub import HfApi
-
-    repo_id = training_args.hub_model_id or output_dir.name
-    api = HfApi(token=training_args.hub_token)
-    repo_id = api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True).repo_id
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(output_dir),
-        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", "*.log*", "wandb/**", ".*"],
-        commit_message="Upload ScratchBert pretrained with run_pretraining.py",
-    )
-    logger.info("Pushed %s to the Hub as %s", output_dir, repo_id)
-    return repo_id
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer
 
 from scratchbert.pretraining import compute_pretraining_metrics, main, run
-from conftest import REPO_ROOT, SHARED_DATA, requires_shared_data
+from conftest import REPO_ROOT, requires_shared_data
 
 # A tiny model and a handful of steps: seconds per run.
 TINY = [
@@ -134,7 +134,6 @@ def test_resume_from_latest_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_preprocessing_is_cached(tmp_path):
-    import datasets
 
     path = tmp_path / "corpus.jsonl"
     path.write_text("\n".join(json.dumps({"text": t}) for t in corpus_texts()))

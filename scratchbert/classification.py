@@ -1,0 +1,509 @@
+"""Sentence-pair (and single-sentence) classification fine-tuning: the library behind run_classification.py.
+
+Data: a GLUE task from the Hub by name, a Hub dataset, local csv/tsv/json/jsonl/parquet files, or NSP-style
+pairs built from a plain-text corpus with the pretraining pair builder (the offline default: pairs from the
+Python documentation shipped with CPython). Model: a ScratchBert checkpoint (ours, or a BERT converted by
+scratchbert.convert); a fresh random model is allowed but warned about.
+"""
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import transformers
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
+
+from .cli import ConfigError, parse_config
+from .configuration_scratchbert import ScratchBertConfig
+from .corpus import CorpusError, load_documents
+from .metrics import load_metric
+from .nsp import build_examples, tokenize_documents
+from .runs import RunArguments, check_output_dir, push_folder_to_hub, resolve_checkpoint, setup_logging
+from .tokenization import train_wordpiece_tokenizer
+
+logger = logging.getLogger("scratchbert.classification")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "classify_offline.yaml"
+
+# GLUE tasks on the Hub (nyu-mll/glue): text columns, and the split used for evaluation.
+GLUE_TASKS = {
+    "qqp": ("question1", "question2", "validation"),
+    "mrpc": ("sentence1", "sentence2", "validation"),
+    "rte": ("sentence1", "sentence2", "validation"),
+    "qnli": ("question", "sentence", "validation"),
+    "mnli": ("premise", "hypothesis", "validation_matched"),
+    "sst2": ("sentence", None, "validation"),
+    "cola": ("sentence", None, "validation"),
+    "stsb": ("sentence1", "sentence2", "validation"),
+}
+NSP_LABELS = ["next", "random"]  # as BERT's NSP: 0 = B follows A, 1 = B is random (F1's positive class)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "ScratchBert checkpoint folder or Hub id (ours or a converted BERT)"}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Default: the checkpoint's tokenizer"})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Load the checkpoint's own code (not needed once scratchbert is imported)"}
+    )
+    random_init: bool = field(
+        default=False, metadata={"help": "Same architecture and tokenizer as the checkpoint, random weights (a baseline)"}
+    )
+    freeze_encoder: bool = field(default=False, metadata={"help": "Train only the classification head"})
+    train_pooler: bool = field(default=True, metadata={"help": "With freeze_encoder, still train the pooler"})
+    classifier_dropout: float | None = None
+    # Sizes of a fresh model when there is no checkpoint at all (the offline default).
+    vocab_size: int = 8000
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    intermediate_size: int = 512
+    max_position_embeddings: int = 128
+
+
+@dataclass
+class DataArguments:
+    task_name: str | None = field(default=None, metadata={"help": f"GLUE task from the Hub: {', '.join(GLUE_TASKS)}"})
+    dataset_name: str | None = field(default=None, metadata={"help": "Another Hub dataset (with text/label columns)"})
+    dataset_config_name: str | None = None
+    train_file: str | None = field(default=None, metadata={"help": "Local .csv/.tsv/.json/.jsonl/.parquet"})
+    validation_file: str | None = None
+    test_file: str | None = None
+    nsp_corpus: str | None = field(
+        default=None, metadata={"help": "NSP-style pairs from a corpus: offline, synthetic, or a text/jsonl file"}
+    )
+    nsp_documents: int | None = field(default=None, metadata={"help": "Use at most this many corpus documents"})
+    nsp_dupe_factor: int = field(default=1, metadata={"help": "Pairs per document pass, as in pretraining"})
+    text_column_1: str | None = field(default=None, metadata={"help": "First text (default: the task's, or sentence1)"})
+    text_column_2: str | None = field(default=None, metadata={"help": "Second text; none for single sentences"})
+    label_column: str = "label"
+    validation_split_percentage: float = field(
+        default=10.0, metadata={"help": "Held out from training when there is no validation split"}
+    )
+    max_seq_length: int = 128
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_predict_samples: int | None = None
+    preprocessing_num_workers: int | None = None
+    cache_dir: str | None = None
+
+
+class DataError(ValueError):
+    """Data that cannot train this model; the message names the column, label or file."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _read_local(path: str, split: str, cache_dir):
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{split} file {path} does not exist")
+    if file.stat().st_size == 0:
+        raise DataError(f"{split} file {path} is empty")
+    suffix = file.suffix.lower()
+    kinds = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+    if suffix not in kinds:
+        raise DataError(f"{split} file {path}: unsupported type {suffix!r}; use one of {', '.join(kinds)}")
+    # TSV questions hold stray quote marks (QQP): read with quoting off, as csv.QUOTE_NONE.
+    kwargs = {"delimiter": "\t", "quoting": 3, "keep_default_na": False} if suffix == ".tsv" else {}
+    try:
+        return datasets.load_dataset(kinds[suffix], data_files=str(file), split="train", cache_dir=cache_dir, **kwargs)
+    except Exception as error:
+        raise DataError(f"cannot read {split} file {path}: {error}") from None
+
+
+def load_raw_splits(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDict, str | None, str | None]:
+    """The splits (train, validation, maybe test) with their text columns; NSP pairs come pre-tokenized."""
+    sources = [n for n in ("task_name", "dataset_name", "train_file", "nsp_corpus") if getattr(data_args, n)]
+    if len(sources) > 1:
+        raise ConfigError(f"give one data source, not {' and '.join(sources)}")
+    text_1, text_2 = data_args.text_column_1, data_args.text_column_2
+    if data_args.task_name:
+        task = data_args.task_name.lower()
+        if task not in GLUE_TASKS:
+            raise ConfigError(f"unknown GLUE task {data_args.task_name!r}; choose one of {', '.join(GLUE_TASKS)}")
+        default_1, default_2, eval_split = GLUE_TASKS[task]
+        try:
+            glue = datasets.load_dataset("nyu-mll/glue", task, cache_dir=data_args.cache_dir)
+        except Exception as error:
+            raise DataError(f"cannot load GLUE task {task} from the Hub (nyu-mll/glue): {error}") from None
+        splits = {"train": glue["train"], "validation": glue[eval_split]}
+        if f"test{eval_split.removeprefix('validation')}" in glue:
+            splits["test"] = glue[f"test{eval_split.removeprefix('validation')}"]
+        return datasets.DatasetDict(splits), text_1 or default_1, text_2 if text_1 else default_2
+    if data_args.dataset_name:
+        try:
+            raw = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=data_args.cache_dir)
+        except Exception as error:
+            raise DataError(f"cannot load Hub dataset {data_args.dataset_name!r}: {error}") from None
+        splits = {"train": raw["train"]}
+        for name in ("validation", "test"):
+            if name in raw:
+                splits[name] = raw[name]
+    elif data_args.train_file:
+        splits = {"train": _read_local(data_args.train_file, "train", data_args.cache_dir)}
+        if data_args.validation_file:
+            splits["validation"] = _read_local(data_args.validation_file, "validation", data_args.cache_dir)
+        if data_args.test_file:
+            splits["test"] = _read_local(data_args.test_file, "test", data_args.cache_dir)
+    else:
+        return None, None, None  # NSP-style pairs: built after the tokenizer exists
+    if "validation" not in splits:
+        held_out = splits["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
+        splits["train"], splits["validation"] = held_out["train"], held_out["test"]
+    text_1 = text_1 or "sentence1"
+    for name, split in splits.items():
+        needed = [text_1] + ([text_2] if text_2 else []) + ([data_args.label_column] if name != "test" else [])
+        missing = [c for c in needed if c not in split.column_names]
+        if missing:
+            raise DataError(
+                f"{name} data has no column {', '.join(repr(m) for m in missing)}; its columns are "
+                f"{', '.join(split.column_names)} (set text_column_1 / text_column_2 / label_column)"
+            )
+    return datasets.DatasetDict(splits), text_1, text_2
+
+
+def label_names_of(split: datasets.Dataset, label_column: str) -> list[str] | None:
+    """Class names in id order, or None for a regression (float) label."""
+    feature = split.features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    if feature.dtype in ("float32", "float64"):
+        values = np.asarray(split[label_column], dtype=float)
+        if not np.all(values == np.round(values)):
+            return None
+    return sorted({str(v) for v in split[label_column]}, key=lambda v: (len(v), v))
+
+
+def nsp_pair_splits(data_args: DataArguments, tokenizer, seed: int) -> datasets.DatasetDict:
+    """Next-sentence classification from a corpus, labelled as BERT's NSP: 0 when B follows A, 1 when random."""
+    corpus = data_args.nsp_corpus or "offline"
+    source = {"corpus": corpus} if corpus in ("offline", "synthetic") else {"train_file": corpus}
+    documents = load_documents(**source, max_documents=data_args.nsp_documents, seed=seed, cache_dir=data_args.cache_dir)
+    split = documents.train_test_split(test_size=max(data_args.validation_split_percentage / 100, 1 / len(documents)), seed=seed)
+    out = {}
+    for name, docs in (("train", split["train"]), ("validation", split["test"])):
+        sentences = docs.map(tokenize_documents, batched=True, remove_columns=["text"], fn_kwargs={"tokenizer": tokenizer})
+        pairs = sentences.map(
+            build_examples, batched=True, with_indices=True, remove_columns=["sentences"],
+            fn_kwargs=dict(
+                cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
+                max_seq_length=data_args.max_seq_length, dupe_factor=data_args.nsp_dupe_factor,
+                seed=seed + (name == "validation"),
+            ),
+        )
+        pairs = pairs.rename_column("next_sentence_label", "label").remove_columns("special_tokens_mask")
+        if len(pairs) == 0:
+            raise DataError(f"the {corpus} corpus made no sentence pairs for {name}: its documents need 2+ sentences")
+        out[name] = pairs
+    return datasets.DatasetDict(out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def check_checkpoint(path: str):
+    """A local folder must be a ScratchBert checkpoint; say how to convert a BERT."""
+    folder = Path(path)
+    if not folder.exists():
+        return  # a Hub id: from_pretrained says what is wrong
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(f"{path} has no config.json: it is not a model checkpoint")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type == "bert":
+        raise ConfigError(
+            f"{path} is a transformers BERT checkpoint; convert it first: "
+            f"python -m scratchbert.convert bert-to-scratchbert {path} {path.rstrip('/')}-scratchbert"
+        )
+    if model_type != "scratchbert":
+        raise ConfigError(f"{path} holds a {model_type!r} model, not a ScratchBert (or a BERT to convert)")
+
+
+def build_model(model_args: ModelArguments, tokenizer, label_names: list[str] | None):
+    num_labels = 1 if label_names is None else len(label_names)
+    label_kwargs = {"num_labels": num_labels, "problem_type": "regression" if label_names is None else "single_label_classification"}
+    if label_names is not None:
+        label_kwargs.update(id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)})
+    if model_args.classifier_dropout is not None:
+        label_kwargs["classifier_dropout"] = model_args.classifier_dropout
+
+    if model_args.model_name_or_path:
+        try:
+            config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+        except Exception as error:
+            raise ConfigError(f"cannot load the config of {model_args.model_name_or_path}: {error}") from None
+        saved_labels = getattr(config, "id2label", None)
+        trained_head = any("ForSequenceClassification" in a for a in (config.architectures or []))
+        if trained_head and saved_labels and len(saved_labels) != num_labels:
+            raise ConfigError(
+                f"{model_args.model_name_or_path} classifies into {len(saved_labels)} labels "
+                f"({', '.join(map(str, saved_labels.values()))}) but the data has {num_labels}"
+            )
+        if config.vocab_size != len(tokenizer):
+            raise ConfigError(
+                f"the checkpoint's vocab_size ({config.vocab_size}) does not match the tokenizer's {len(tokenizer)} tokens"
+            )
+        if model_args.random_init:
+            logger.warning("random_init: the architecture of %s with random weights", model_args.model_name_or_path)
+            config.update(label_kwargs)
+            model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **label_kwargs
+            )
+    else:
+        logger.warning(
+            "No model_name_or_path: fine-tuning a freshly initialised ScratchBert. Expect far lower scores than "
+            "from a pretrained checkpoint (python run_pretraining.py makes one)."
+        )
+        config = ScratchBertConfig(
+            vocab_size=len(tokenizer), hidden_size=model_args.hidden_size, num_hidden_layers=model_args.num_hidden_layers,
+            num_attention_heads=model_args.num_attention_heads, intermediate_size=model_args.intermediate_size,
+            max_position_embeddings=model_args.max_position_embeddings, pad_token_id=tokenizer.pad_token_id, **label_kwargs,
+        )
+        model = AutoModelForSequenceClassification.from_config(config)
+    if model.config.model_type != "scratchbert":
+        raise ConfigError(f"{model_args.model_name_or_path} is not a ScratchBert model")
+    if model_args.freeze_encoder:
+        for name, parameter in model.scratchbert.named_parameters():
+            parameter.requires_grad = model_args.train_pooler and name.startswith("pooler.")
+    return model
+
+
+def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, seed: int):
+    source = model_args.tokenizer_name or model_args.model_name_or_path
+    if source:
+        try:
+            return AutoTokenizer.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
+        except Exception as error:
+            raise ConfigError(f"cannot load a tokenizer from {source}: {error}") from None
+    corpus = data_args.nsp_corpus or "offline"
+    if data_args.task_name or data_args.dataset_name or data_args.train_file:
+        raise ConfigError("give model_name_or_path (a pretrained checkpoint) or tokenizer_name")
+    source = {"corpus": corpus} if corpus in ("offline", "synthetic") else {"train_file": corpus}
+    texts = load_documents(**source, max_documents=data_args.nsp_documents, seed=seed, cache_dir=data_args.cache_dir)["text"]
+    logger.info("No checkpoint and no tokenizer: training a WordPiece tokenizer on the %s corpus", corpus)
+    return train_wordpiece_tokenizer(texts, vocab_size=model_args.vocab_size, model_max_length=model_args.max_position_embeddings)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def make_compute_metrics(task_name: str | None, label_names: list[str] | None):
+    """GLUE's metrics: accuracy (+ F1 of label 1 for binary tasks), Matthews for CoLA, Pearson/Spearman for STS-B."""
+    regression = label_names is None
+    metrics = ["pearsonr", "spearmanr"] if regression else ["accuracy"]
+    if not regression and len(label_names) == 2:
+        metrics.append("f1")
+    if task_name == "cola":
+        metrics.append("matthews_correlation")
+    loaded = {name: load_metric(name) for name in metrics}
+
+    def compute_metrics(eval_prediction):
+        logits, references = eval_prediction.predictions, eval_prediction.label_ids
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        predictions = logits.squeeze(-1) if regression else logits.argmax(-1)
+        results = {}
+        for metric in loaded.values():
+            results.update(metric.compute(predictions=predictions, references=references))
+        if not regression:  # the majority-class baseline on the same split
+            majority = np.bincount(references.astype(np.int64)).argmax()
+            constant = np.full_like(references, majority)
+            results["majority_baseline_accuracy"] = float((references == majority).mean())
+            if "f1" in loaded:
+                results["majority_baseline_f1"] = loaded["f1"].compute(predictions=constant, references=references)["f1"]
+        return results
+
+    return compute_metrics
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def tokenize_splits(raw, tokenizer, data_args, text_1, text_2, label_names):
+    label2id = None if label_names is None else {n: i for i, n in enumerate(label_names)}
+    column = data_args.label_column
+    class_ids = isinstance(raw["train"].features[column], datasets.ClassLabel)  # already ids (Hub datasets)
+
+    def encode(batch):
+        texts = (batch[text_1], batch[text_2]) if text_2 else (batch[text_1],)
+        texts = tuple([t if t is not None else "" for t in column_texts] for column_texts in texts)
+        encoded = tokenizer(*texts, truncation=True, max_length=data_args.max_seq_length)
+        if column in batch:
+            if label2id is None:
+                encoded["labels"] = [float(v) for v in batch[column]]
+            elif class_ids:
+                encoded["labels"] = [int(v) for v in batch[column]]
+            else:
+                unknown = sorted({str(v) for v in batch[column]} - set(label2id) - {"-1"})
+                if unknown:
+                    raise DataError(f"labels {', '.join(unknown)} are not among the training labels {', '.join(label2id)}")
+                encoded["labels"] = [label2id.get(str(v), -1) for v in batch[column]]
+        return encoded
+
+    out = {}
+    for name, split in raw.items():
+        limit = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples, "test": data_args.max_predict_samples}[name]
+        if limit is not None:
+            split = split.select(range(min(limit, len(split))))
+        try:
+            out[name] = split.map(
+                encode, batched=True, remove_columns=split.column_names, num_proc=data_args.preprocessing_num_workers,
+                desc=f"{name}: tokenizing",
+            )
+        except DataError:
+            raise
+        except Exception as error:  # datasets wraps errors raised inside map
+            cause = error.__cause__ or error
+            if isinstance(cause, DataError):
+                raise DataError(f"{name} split: {cause}") from None
+            raise
+        if name != "test" and label2id is not None:  # GLUE test splits carry label -1
+            out[name] = out[name].filter(lambda b: [l >= 0 for l in b["labels"]], batched=True)
+    return datasets.DatasetDict(out)
+
+
+def write_model_card(output_dir: Path, results: dict, model_args, data_args, config_path):
+    data = (
+        f"GLUE {data_args.task_name}" if data_args.task_name
+        else f"`{data_args.dataset_name}`" if data_args.dataset_name
+        else f"`{data_args.train_file}`" if data_args.train_file
+        else f"next-sentence pairs from the {data_args.nsp_corpus or 'offline'} corpus"
+    )
+    start = "random weights" if model_args.random_init or not model_args.model_name_or_path else f"`{model_args.model_name_or_path}`"
+    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items())
+    (output_dir / "README.md").write_text(f"""---
+library_name: transformers
+tags:
+- scratchbert
+- text-classification
+---
+
+# ScratchBert fine-tuned on {data}
+
+Fine-tuned from {start} with ScratchBert's run_classification.py{f' (config `{config_path}`)' if config_path else ''},
+max sequence length {data_args.max_seq_length}.
+
+| metric | value |
+|---|---|
+{rows}
+
+```python
+from transformers import pipeline
+classify = pipeline("text-classification", model="{output_dir.name}", trust_remote_code=True)
+classify({{"text": "first sentence", "text_pair": "second sentence"}})
+```
+""")
+
+
+def run(argv: list[str] | None = None) -> dict:
+    start = time.time()
+    model_args, data_args, run_args, training_args, config_path = parse_config(
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv, DEFAULT_CONFIG
+    )
+    setup_logging(training_args, run_args)
+    check_output_dir(training_args, run_args)
+    checkpoint = resolve_checkpoint(training_args)
+    if model_args.model_name_or_path:
+        check_checkpoint(model_args.model_name_or_path)
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    transformers.set_seed(training_args.seed)
+
+    raw, text_1, text_2 = load_raw_splits(data_args, training_args.seed)
+    tokenizer = get_tokenizer(model_args, data_args, training_args.seed)
+    if raw is None:  # NSP-style pairs from a corpus
+        splits, label_names = nsp_pair_splits(data_args, tokenizer, training_args.seed), NSP_LABELS
+        for name in list(splits):
+            limit = data_args.max_train_samples if name == "train" else data_args.max_eval_samples
+            if limit is not None:
+                splits[name] = splits[name].select(range(min(limit, len(splits[name]))))
+            splits[name] = splits[name].rename_column("label", "labels")
+    else:
+        label_names = label_names_of(raw["train"], data_args.label_column)
+        splits = tokenize_splits(raw, tokenizer, data_args, text_1, text_2, label_names)
+    model = build_model(model_args, tokenizer, label_names)
+    if data_args.max_seq_length > model.config.max_position_embeddings:
+        raise ConfigError(
+            f"max_seq_length={data_args.max_seq_length} exceeds the model's max_position_embeddings="
+            f"{model.config.max_position_embeddings}"
+        )
+    logger.info("%d training and %d evaluation examples; labels: %s", len(splits["train"]), len(splits["validation"]), label_names)
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits["validation"],
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=make_compute_metrics(data_args.task_name, label_names),
+    )
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    eval_metrics = trainer.evaluate()
+    output_dir = Path(training_args.output_dir)
+    trainer.save_model(str(output_dir))
+    results = {
+        "train_loss": train_result.training_loss,
+        **{k: v for k, v in eval_metrics.items() if k.startswith("eval_")},
+        "steps": trainer.state.global_step,
+        "runtime_seconds": time.time() - start,
+        "train_runtime_seconds": train_result.metrics.get("train_runtime"),
+        "num_labels": model.config.num_labels,
+        "label2id": getattr(model.config, "label2id", None),
+        "model": model_args.model_name_or_path,
+        "random_init": model_args.random_init or not model_args.model_name_or_path,
+        "config": config_path,
+    }
+    if training_args.do_predict and "test" in splits:
+        prediction = trainer.predict(splits["test"].remove_columns([c for c in ("labels",) if c in splits["test"].column_names]))
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        if trainer.is_world_process_zero():
+            path = output_dir / "predictions.tsv"
+            with open(path, "w") as f:
+                f.write("index\tprediction\n")
+                for i, row in enumerate(logits):
+                    f.write(f"{i}\t{row[0]:.6f}\n" if label_names is None else f"{i}\t{label_names[int(row.argmax())]}\n")
+            results["predictions_file"] = str(path)
+    if trainer.is_world_process_zero():
+        write_model_card(output_dir, results, model_args, data_args, config_path)
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+        if run_args.output:
+            Path(run_args.output).write_text(json.dumps(results, indent=2))
+        if push_to_hub:
+            push_folder_to_hub(output_dir, training_args)
+        logger.info("Results: %s", json.dumps(results, indent=2))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run(argv)
+    except (ConfigError, CorpusError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,258 @@
+"""run_classification.py: data sources, label mapping, freezing, metrics offline, results, checkpoints, errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification
+
+from scratchbert import ScratchBertForPreTraining, ScratchBertConfig
+from scratchbert.classification import GLUE_TASKS, main, make_compute_metrics, run
+from scratchbert.metrics import available_metrics, load_metric
+from conftest import REPO_ROOT, SHARED_DATA, requires_shared_data
+
+FAST = [
+    "--max_steps", "4", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+    "--logging_steps", "1", "--report_to", "none", "--use_cpu", "true", "--optim", "adamw_torch",
+    "--max_seq_length", "32",
+]
+PAIRS = [
+    ("How do I learn Python?", "What is the best way to learn Python?", "dup"),
+    ("Where is Paris?", "How tall is Everest?", "different"),
+    ("Why is the sky blue?", 'What makes the "sky" blue?', "dup"),
+    ("How do cats purr?", "Best pizza in Rome?", "different"),
+] * 6
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, tokenizer_dir):
+    """A tiny checkpoint as run_pretraining.py writes it: ScratchBertForPreTraining + tokenizer + remote code."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("pretrained")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    config = ScratchBertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=64)
+    ScratchBertForPreTraining(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_pairs(path, rows=PAIRS, sep=",", header=("question1", "question2", "is_duplicate")):
+    if path.suffix in (".json", ".jsonl"):
+        records = [dict(zip(header, row)) for row in rows]
+        path.write_text(json.dumps(records) if path.suffix == ".json" else "\n".join(json.dumps(r) for r in records))
+    elif path.suffix == ".parquet":
+        import datasets
+
+        datasets.Dataset.from_list([dict(zip(header, row)) for row in rows]).to_parquet(str(path))
+    else:
+        quote = (lambda s: f'"{s}"'.replace('""', '"') if sep == "," and '"' not in s else s)
+        path.write_text("\n".join([sep.join(header)] + [sep.join(quote(c) if sep == "," else c for c in row) for row in rows]) + "\n")
+    return path
+
+
+def classify(tmp_path, *args, name="run"):
+    out = tmp_path / name
+    return out, run(["--output_dir", str(out), "--output", str(tmp_path / f"{name}.json"), *FAST, *args])
+
+
+def pair_args(train, validation=None):
+    args = ["--train_file", str(train), "--text_column_1", "question1", "--text_column_2", "question2", "--label_column", "is_duplicate"]
+    return args + (["--validation_file", str(validation)] if validation else [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".json", ".jsonl", ".parquet"])
+def test_each_local_format_and_label_mapping_round_trip(tmp_path, pretrained, suffix):
+    train = write_pairs(tmp_path / f"train{suffix}", sep="\t" if suffix == ".tsv" else ",")
+    out, results = classify(tmp_path, "--model_name_or_path", str(pretrained), *pair_args(train))
+    assert results["label2id"] == {"different": 0, "dup": 1} and results["num_labels"] == 2
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "different", 1: "dup"} and model.config.label2id == {"different": 0, "dup": 1}
+    assert {"eval_accuracy", "eval_f1", "eval_majority_baseline_accuracy", "steps", "runtime_seconds"} <= set(results)
+    assert results["steps"] == 4
+
+
+@pytest.mark.slow
+def test_tsv_with_stray_quotes_reads_correctly(tmp_path, pretrained):
+    rows = [('He said "hi', 'She said "bye"', "1"), ("A plain one", 'Odd " mark', "0")] * 8
+    train = write_pairs(tmp_path / "train.tsv", rows=rows, sep="\t")
+    import datasets
+
+    read = datasets.load_dataset("csv", data_files=str(train), delimiter="\t", quoting=3, split="train")
+    assert read[0]["question1"] == 'He said "hi' and len(read) == 16
+    _, results = classify(tmp_path, "--model_name_or_path", str(pretrained), *pair_args(train))
+    assert results["label2id"] == {"0": 0, "1": 1}
+
+
+@requires_shared_data("qqp", "train.tsv")
+@pytest.mark.slow
+def test_shared_qqp_config_few_steps(tmp_path, pretrained):
+    _, results = classify(tmp_path, "--config", str(REPO_ROOT / "configs" / "classify_qqp_shared.yaml"),
+                          "--model_name_or_path", str(pretrained), "--max_train_samples", "64", "--max_eval_samples", "64")
+    assert results["label2id"] == {"0": 0, "1": 1} and 0 <= results["eval_f1"] <= 1
+
+
+@pytest.mark.slow
+def test_nsp_style_pairs_from_a_corpus_and_the_offline_default(tmp_path, pretrained):
+    _, results = classify(tmp_path, "--nsp_corpus", "synthetic", "--nsp_documents", "100", "--nsp_dupe_factor", "1",
+                          "--model_name_or_path", str(pretrained))
+    assert results["label2id"] == {"next": 0, "random": 1}
+    _, results = classify(tmp_path, "--nsp_documents", "30", "--nsp_dupe_factor", "1", "--vocab_size", "500", name="default")
+    assert results["random_init"] is True and "eval_f1" in results
+
+
+@pytest.mark.slow
+def test_regression_task(tmp_path, pretrained):
+    rows = [(a, b, str(score)) for (a, b, _), score in zip(PAIRS, [4.5, 0.2, 3.75, 1.0] * 6)]
+    train = write_pairs(tmp_path / "train.csv", rows=rows, header=("question1", "question2", "score"))
+    out, results = classify(tmp_path, "--model_name_or_path", str(pretrained), "--train_file", str(train),
+                            "--text_column_1", "question1", "--text_column_2", "question2", "--label_column", "score")
+    assert results["num_labels"] == 1 and "eval_pearsonr" in results and "eval_spearmanr" in results
+    assert AutoModelForSequenceClassification.from_pretrained(out).config.problem_type == "regression"
+
+
+@pytest.mark.slow
+def test_glue_task_by_name(tmp_path, pretrained, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(name, config=None, **kwargs):  # the Hub boundary: nyu-mll/glue's schema
+        calls.append((name, config))
+        features = datasets.Features({"question1": datasets.Value("string"), "question2": datasets.Value("string"),
+                                      "label": datasets.ClassLabel(names=["not_duplicate", "duplicate"]), "idx": datasets.Value("int32")})
+        rows = {"question1": [p[0] for p in PAIRS], "question2": [p[1] for p in PAIRS], "label": [int(p[2] == "dup") for p in PAIRS], "idx": list(range(len(PAIRS)))}
+        test_rows = dict(rows, label=[-1] * len(PAIRS))
+        return datasets.DatasetDict({
+            "train": datasets.Dataset.from_dict(rows, features=features),
+            "validation": datasets.Dataset.from_dict(rows, features=features),
+            "test": datasets.Dataset.from_dict(test_rows, features=features),
+        })
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    out, results = classify(tmp_path, "--task_name", "qqp", "--model_name_or_path", str(pretrained), "--do_predict", "true")
+    assert calls == [("nyu-mll/glue", "qqp")]
+    assert results["label2id"] == {"not_duplicate": 0, "duplicate": 1}
+    predictions = (out / "predictions.tsv").read_text().splitlines()
+    assert predictions[0] == "index\tprediction" and len(predictions) == len(PAIRS) + 1
+    assert {line.split("\t")[1] for line in predictions[1:]} <= {"not_duplicate", "duplicate"}
+
+
+@pytest.mark.slow
+def test_freeze_encoder_leaves_encoder_weights_unchanged(tmp_path, pretrained):
+    train = write_pairs(tmp_path / "train.csv")
+    out, _ = classify(tmp_path, "--model_name_or_path", str(pretrained), "--freeze_encoder", "true",
+                      "--train_pooler", "false", "--learning_rate", "0.01", *pair_args(train))
+    before = load_file(pretrained / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    encoder = [k for k in after if k.startswith("scratchbert.")]
+    assert encoder and all(torch.equal(after[k], before[k]) for k in encoder)
+    # The head did train.
+    fresh = AutoModelForSequenceClassification.from_pretrained(pretrained, num_labels=2)
+    out2, _ = classify(tmp_path, "--model_name_or_path", str(pretrained), "--freeze_encoder", "true",
+                       "--learning_rate", "0.01", *pair_args(train), name="with-pooler")
+    after_pooler = load_file(out2 / "model.safetensors")
+    assert not torch.equal(after_pooler["scratchbert.pooler.dense.weight"], before["scratchbert.pooler.dense.weight"])
+    assert torch.equal(after_pooler["scratchbert.layers.0.ffn_in.weight"], before["scratchbert.layers.0.ffn_in.weight"])
+    assert fresh.classifier.weight.shape == after["classifier.weight"].shape
+
+
+@pytest.mark.slow
+def test_checkpoint_loads_in_process_and_through_trust_remote_code(tmp_path, pretrained):
+    train = write_pairs(tmp_path / "train.csv")
+    _, in_process = classify(tmp_path, "--model_name_or_path", str(pretrained), *pair_args(train))
+    code = (
+        "import sys; sys.modules['scratchbert.modeling_scratchbert'] = None\n"
+        "from scratchbert.classification import main\n"
+        f"sys.exit(main(['--output_dir', {str(tmp_path / 'remote')!r}, '--trust_remote_code', 'true', "
+        f"'--model_name_or_path', {str(pretrained)!r}, *{pair_args(train)!r}, *{FAST!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    remote = json.loads((tmp_path / "remote" / "results.json").read_text())
+    assert remote["steps"] == in_process["steps"] == 4
+
+
+@pytest.mark.slow
+def test_resume_from_checkpoint(tmp_path, pretrained):
+    train = write_pairs(tmp_path / "train.csv")
+    args = ["--model_name_or_path", str(pretrained), *pair_args(train), "--save_steps", "2", "--save_strategy", "steps"]
+    classify(tmp_path, *args)
+    _, results = classify(tmp_path, *args, "--max_steps", "6", "--resume_from_checkpoint", "latest")
+    assert results["steps"] == 6
+
+
+def test_local_metrics_load_offline():
+    assert {"accuracy", "f1", "matthews_correlation", "pearsonr", "spearmanr"} <= set(available_metrics())
+    assert load_metric("accuracy").compute(predictions=[1, 0, 1, 1], references=[1, 1, 1, 1])["accuracy"] == 0.75
+    assert load_metric("f1").compute(predictions=[1, 0, 1], references=[1, 1, 0])["f1"] == pytest.approx(0.5)
+    assert load_metric("matthews_correlation").compute(predictions=[1, 0], references=[1, 0])["matthews_correlation"] == 1.0
+
+
+def test_compute_metrics_binary_cola_and_regression():
+    import numpy as np
+    from transformers import EvalPrediction
+
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+    labels = np.array([0, 1, 0, 0])
+    m = make_compute_metrics("qqp", ["no", "yes"])(EvalPrediction(logits, labels))
+    assert m["accuracy"] == 0.75 and m["f1"] == pytest.approx(2 / 3)
+    assert m["majority_baseline_accuracy"] == 0.75 and m["majority_baseline_f1"] == 0.0
+    m = make_compute_metrics("cola", ["no", "yes"])(EvalPrediction(logits, labels))
+    assert "matthews_correlation" in m
+    m = make_compute_metrics("stsb", None)(EvalPrediction(np.array([[0.1], [0.5], [0.9]]), np.array([0.0, 0.4, 1.0])))
+    assert m["pearsonr"] > 0.9 and m["spearmanr"] == pytest.approx(1.0)
+    assert set(GLUE_TASKS) == {"qqp", "mrpc", "rte", "qnli", "mnli", "sst2", "cola", "stsb"}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bad input: clear errors before training
+# --------------------------------------------------------------------------------------------------------------
+
+
+def fails(tmp_path, capsys, *args):
+    code = main(["--output_dir", str(tmp_path / "out"), *FAST, *args])
+    err = capsys.readouterr().err
+    assert code == 2 and "\nerror: " in "\n" + err and "Traceback" not in err, err
+    assert not (tmp_path / "out" / "config.json").exists()
+    return err
+
+
+def test_bad_inputs(tmp_path, capsys, pretrained):
+    train = write_pairs(tmp_path / "train.csv")
+    err = fails(tmp_path, capsys, "--model_name_or_path", str(pretrained), "--train_file", str(train))
+    assert "no column 'sentence1'" in err and "question1" in err
+    bad_validation = write_pairs(tmp_path / "dev.csv", rows=[("a", "b", "maybe"), ("c", "d", "dup")])
+    err = fails(tmp_path, capsys, "--model_name_or_path", str(pretrained), *pair_args(train, bad_validation))
+    assert "labels maybe are not among the training labels" in err
+    (tmp_path / "empty").mkdir()
+    assert "has no config.json" in fails(tmp_path, capsys, "--model_name_or_path", str(tmp_path / "empty"), *pair_args(train))
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    assert "scratchbert.convert bert-to-scratchbert" in fails(tmp_path, capsys, "--model_name_or_path", str(bert), *pair_args(train))
+    gpt = tmp_path / "gpt"
+    gpt.mkdir()
+    (gpt / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    assert "'gpt2' model, not a ScratchBert" in fails(tmp_path, capsys, "--model_name_or_path", str(gpt), *pair_args(train))
+    assert "does not exist" in fails(tmp_path, capsys, "--model_name_or_path", str(pretrained), *pair_args(tmp_path / "nope.csv"))
+    assert "max_seq_length=128 exceeds" in fails(tmp_path, capsys, "--model_name_or_path", str(pretrained), *pair_args(train), "--max_seq_length", "128")
+
+
+def test_num_labels_disagreeing_with_the_data(tmp_path, capsys, pretrained):
+    three = tmp_path / "three"
+    model = AutoModelForSequenceClassification.from_pretrained(pretrained, num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2})
+    model.save_pretrained(three)
+    train = write_pairs(tmp_path / "train.csv")
+    (three / "tokenizer.json").write_bytes((pretrained / "tokenizer.json").read_bytes())
+    (three / "tokenizer_config.json").write_bytes((pretrained / "tokenizer_config.json").read_bytes())
+    err = fails(tmp_path, capsys, "--model_name_or_path", str(three), *pair_args(train))
+    assert "classifies into 3 labels" in err and "the data has 2" in err
