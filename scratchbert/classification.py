@@ -190,7 +190,11 @@ def label_names_of(split: datasets.Dataset, label_column: str) -> list[str] | No
         values = np.asarray(split[label_column], dtype=float)
         if not np.all(values == np.round(values)):
             return None
-    return sorted({str(v) for v in split[label_column]}, key=lambda v: (len(v), v))
+    names = {str(v) for v in split[label_column]}
+    try:
+        return sorted(names, key=float)  # numeric labels in numeric order: "2" before "10"
+    except ValueError:
+        return sorted(names)
 
 
 def nsp_pair_splits(data_args: DataArguments, tokenizer, seed: int) -> datasets.DatasetDict:
@@ -476,6 +480,7 @@ def run(argv: list[str] | None = None) -> dict:
         "num_labels": model.config.num_labels,
         "label2id": getattr(model.config, "label2id", None),
         "model": model_args.model_name_or_path,
+        "model_class": f"{type(model).__module__}.{type(model).__name__}",
         "random_init": model_args.random_init or not model_args.model_name_or_path,
         "config": config_path,
     }

@@ -1,10 +1,6 @@
 """run_classification.py: data sources, label mapping, freezing, metrics offline, results, checkpoints, errors."""
 
 import json
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -165,19 +161,20 @@ def test_freeze_encoder_leaves_encoder_weights_unchanged(tmp_path, pretrained):
 
 
 @pytest.mark.slow
-def test_checkpoint_loads_in_process_and_through_trust_remote_code(tmp_path, pretrained):
+def test_checkpoint_loads_in_process_and_through_trust_remote_code(tmp_path, pretrained, monkeypatch):
     train = write_pairs(tmp_path / "train.csv")
     _, in_process = classify(tmp_path, "--model_name_or_path", str(pretrained), *pair_args(train))
-    code = (
-        "import sys; sys.modules['scratchbert.modeling_scratchbert'] = None\n"
-        "from scratchbert.classification import main\n"
-        f"sys.exit(main(['--output_dir', {str(tmp_path / 'remote')!r}, '--trust_remote_code', 'true', "
-        f"'--model_name_or_path', {str(pretrained)!r}, *{pair_args(train)!r}, *{FAST!r}]))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    remote = json.loads((tmp_path / "remote" / "results.json").read_text())
+    assert in_process["model_class"] == "scratchbert.modeling_scratchbert.ScratchBertForSequenceClassification"
+    # As where ScratchBert is not installed: take the in-process registration away, load the checkpoint's code.
+    from transformers.models.auto import configuration_auto, modeling_auto
+
+    monkeypatch.delitem(configuration_auto.CONFIG_MAPPING._extra_content, "scratchbert")
+    mapping = modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING._extra_content
+    monkeypatch.delitem(mapping, next(k for k in mapping if k.model_type == "scratchbert"))
+    _, remote = classify(tmp_path, "--model_name_or_path", str(pretrained), "--trust_remote_code", "true",
+                         *pair_args(train), name="remote")
+    assert remote["model_class"].startswith("transformers_modules.")  # the checkpoint's own copy of the code
+    assert remote["model_class"].endswith("modeling_scratchbert.ScratchBertForSequenceClassification")
     assert remote["steps"] == in_process["steps"] == 4
 
 
