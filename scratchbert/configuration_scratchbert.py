@@ -31,6 +31,9 @@ class ScratchBertConfig(PreTrainedConfig):
         mlm_loss_weight, nsp_loss_weight: pretraining loss = mlm_loss_weight * MLM + nsp_loss_weight * NSP.
         sparse_mlm_prediction: in training, run the MLM head only on positions that carry a label (the loss and
             gradients are the same; the dense `[batch, seq, vocab]` logits are then not built and `logits` is None).
+        unpad_inputs: drop padding tokens before the embeddings and run every per-token block on the real tokens
+            only (attention still sees the padded layout). Same outputs at real tokens; zeros at padding. Off by
+            default (it adds data-dependent shapes, a graph break for torch.compile); the scripts turn it on.
     """
 
     model_type = "scratchbert"
@@ -54,6 +57,7 @@ class ScratchBertConfig(PreTrainedConfig):
         mlm_loss_weight: float = 1.0,
         nsp_loss_weight: float = 1.0,
         sparse_mlm_prediction: bool = True,
+        unpad_inputs: bool = False,
         tie_word_embeddings: bool = True,
         **kwargs,
     ):
@@ -73,6 +77,7 @@ class ScratchBertConfig(PreTrainedConfig):
         self.mlm_loss_weight = mlm_loss_weight
         self.nsp_loss_weight = nsp_loss_weight
         self.sparse_mlm_prediction = sparse_mlm_prediction
+        self.unpad_inputs = unpad_inputs
         self.pad_token_id = pad_token_id
         self.check_values()  # before the base class, whose own checks assume sane sizes
         super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)

@@ -52,14 +52,20 @@ class ScratchBertEmbeddings(nn.Module):
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None) -> torch.Tensor:
-        if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)  # [B, T, H]
-        batch_size, seq_len = inputs_embeds.shape[:2]
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, unpadded=None):
+        batch_size, seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        device = (input_ids if input_ids is not None else inputs_embeds).device
         if position_ids is None:
-            position_ids = torch.arange(seq_len, device=inputs_embeds.device).unsqueeze(0)  # [1, T]
+            position_ids = torch.arange(seq_len, device=device)
+        position_ids = position_ids.expand(batch_size, seq_len)  # [B, T]
         if token_type_ids is None:
-            token_type_ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device=inputs_embeds.device)
+            token_type_ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device=device)
+        if unpadded is not None:  # keep only the real tokens: [B, T, ...] -> [N, ...]
+            input_ids, inputs_embeds, token_type_ids, position_ids = (
+                None if t is None else unpadded.unpad(t) for t in (input_ids, inputs_embeds, token_type_ids, position_ids)
+            )
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)  # [B, T, H], or [N, H] unpadded
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
         embeddings = embeddings + self.position_embeddings(position_ids)
         return self.dropout(self.layer_norm(embeddings))  # [B, T, H]
@@ -74,6 +80,31 @@ def attention_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Te
     keep = attention_mask[:, None, None, :].bool()
     bias = torch.zeros(keep.shape, dtype=dtype, device=attention_mask.device)
     return bias.masked_fill(~keep, torch.finfo(dtype).min)
+
+
+# Unpadding (the fast path, after MosaicBERT): real tokens are packed into one [N, H] matrix so that the
+# embeddings, projections and feed-forward blocks do no work on padding. Attention alone needs the [B, T]
+# layout: each layer scatters Q/K/V back for it and gathers the result. Outputs equal the padded path's.
+
+
+@dataclass
+class Unpadded:
+    """Where the N packed tokens sit in the [B, T] batch."""
+
+    indices: torch.Tensor  # [N], flat positions b * T + t of the real tokens
+    batch_size: int
+    seq_len: int
+
+    @classmethod
+    def from_mask(cls, attention_mask: torch.Tensor) -> "Unpadded":
+        return cls(attention_mask.reshape(-1).nonzero().squeeze(-1), *attention_mask.shape)
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, ...] -> [N, ...]
+        return x.reshape(self.batch_size * self.seq_len, *x.shape[2:]).index_select(0, self.indices)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:  # [N, ...] -> [B, T, ...], zeros at padding
+        out = x.new_zeros((self.batch_size * self.seq_len, *x.shape[1:]))
+        return out.index_copy(0, self.indices, x).view(self.batch_size, self.seq_len, *x.shape[1:])
 
 
 class ScratchBertSelfAttention(nn.Module):
@@ -92,10 +123,14 @@ class ScratchBertSelfAttention(nn.Module):
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_prob = config.attention_probs_dropout_prob
 
-    def forward(self, hidden_states, attention_mask=None, output_attentions=False, **kwargs):
-        batch_size, seq_len, hidden_size = hidden_states.shape
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False, unpadded=None, **kwargs):
+        qkv = self.qkv(hidden_states)  # [B, T, 3H], or [N, 3H] when unpadded
+        if unpadded is not None:
+            qkv = unpadded.pad(qkv)  # [N, 3H] -> [B, T, 3H]
+        batch_size, seq_len, _ = qkv.shape
+        hidden_size = self.num_heads * self.head_dim
         # [B, T, 3H] -> 3 x [B, heads, T, head_dim]
-        qkv = self.qkv(hidden_states).view(batch_size, seq_len, 3, self.num_heads, self.head_dim)
+        qkv = qkv.view(batch_size, seq_len, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         bias = None if attention_mask is None else attention_bias(attention_mask, query.dtype)  # [B, 1, 1, T]
         dropout_prob = self.dropout_prob if self.training else 0.0
@@ -111,6 +146,8 @@ class ScratchBertSelfAttention(nn.Module):
             context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_prob)
 
         context = context.transpose(1, 2).reshape(batch_size, seq_len, hidden_size)  # [B, T, H]
+        if unpadded is not None:
+            context = unpadded.unpad(context)  # [N, H]
         return self.out(context), probs
 
 
@@ -128,6 +165,7 @@ class ScratchBertLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states, attention_mask=None, **kwargs) -> torch.Tensor:
+        # hidden_states: [B, T, H], or [N, H] on the unpadded path; everything but attention is per token.
         attention_output, _ = self.attention(hidden_states, attention_mask, **kwargs)
         hidden_states = self.attention_norm(hidden_states + self.dropout(attention_output))
         ffn_output = self.ffn_out(self.act(self.ffn_in(hidden_states)))  # [B, T, I] -> [B, T, H]
@@ -288,10 +326,18 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPooling:
         self.check_inputs(input_ids, inputs_embeds, token_type_ids)
-        hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # [B, T, H]
         output_attentions = kwargs.get("output_attentions", self.config.output_attentions)
+        output_hidden_states = kwargs.get("output_hidden_states", self.config.output_hidden_states)
+        # The unpadded fast path (config.unpad_inputs) packs real tokens into [N, H]; per-layer outputs are
+        # then packed too, so it steps aside when they are asked for.
+        unpadded = None
+        if self.config.unpad_inputs and attention_mask is not None and not (output_attentions or output_hidden_states):
+            unpadded = Unpadded.from_mask(attention_mask)
+        hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, unpadded=unpadded)
         for layer in self.layers:
-            hidden_states = layer(hidden_states, attention_mask, output_attentions=output_attentions)
+            hidden_states = layer(hidden_states, attention_mask, output_attentions=output_attentions, unpadded=unpadded)
+        if unpadded is not None:
+            hidden_states = unpadded.pad(hidden_states)  # [N, H] -> [B, T, H], zeros at padding
         pooled_output = self.pooler(hidden_states) if self.pooler is not None else None  # [B, H]
         return BaseModelOutputWithPooling(last_hidden_state=hidden_states, pooler_output=pooled_output)
 

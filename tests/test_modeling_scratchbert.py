@@ -339,3 +339,45 @@ def test_inputs_embeds_equals_input_ids(config):
     a = model(**batch).last_hidden_state
     b = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
     torch.testing.assert_close(a, b.last_hidden_state)
+
+
+@pytest.mark.parametrize("model_class", [ScratchBertForPreTraining, ScratchBertForSequenceClassification, ScratchBertForTokenClassification])
+def test_unpadded_path_equals_padded_path(model_class, config):
+    """Outputs at real tokens, the loss and every gradient: the same with and without unpadding."""
+    torch.manual_seed(0)
+    plain = model_class(config).train()
+    fast = model_class(tiny_config(unpad_inputs=True)).train()
+    fast.load_state_dict(plain.state_dict())
+    batch = inputs_for(model_class, config, make_batch(config, batch_size=3, seq_len=16))
+    a, b = plain(**batch), fast(**batch)
+    torch.testing.assert_close(a.loss, b.loss, atol=1e-6, rtol=1e-6)
+    a.loss.backward()
+    b.loss.backward()
+    for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-6, rtol=1e-5, msg=name)
+    plain.eval(), fast.eval()
+    real = batch["attention_mask"].bool()
+    x = plain.scratchbert(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+    y = fast.scratchbert(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+    torch.testing.assert_close(x.last_hidden_state[real], y.last_hidden_state[real], atol=1e-5, rtol=1e-5)
+    assert y.last_hidden_state[~real].abs().max() == 0
+    if x.pooler_output is not None:
+        torch.testing.assert_close(x.pooler_output, y.pooler_output, atol=1e-5, rtol=1e-5)
+
+
+def test_unpadded_path_steps_aside_for_hidden_states(config):
+    model = ScratchBertModel(tiny_config(unpad_inputs=True)).eval()
+    out = model(**make_batch(config), output_hidden_states=True)
+    assert len(out.hidden_states) == 3 and out.hidden_states[1].shape == (3, 12, 32)
+
+
+def test_torch_compile_has_no_graph_breaks_on_the_main_path(config):
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = ScratchBertForSequenceClassification(config).eval()
+    batch = make_batch(config)
+    explanation = torch._dynamo.explain(model)(**batch)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(model, backend="eager")
+    torch.testing.assert_close(compiled(**batch).logits, model(**batch).logits)
