@@ -330,6 +330,8 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         output_hidden_states = kwargs.get("output_hidden_states", self.config.output_hidden_states)
         # The unpadded fast path (config.unpad_inputs) packs real tokens into [N, H]; per-layer outputs are
         # then packed too, so it steps aside when they are asked for.
+        if attention_mask is not None and not torch.compiler.is_compiling() and bool(attention_mask.all()):
+            attention_mask = None  # no padding: let attention take its unmasked (fastest) kernel
         unpadded = None
         if self.config.unpad_inputs and attention_mask is not None and not (output_attentions or output_hidden_states):
             unpadded = Unpadded.from_mask(attention_mask)
