@@ -21,7 +21,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    Trainer,
     TrainingArguments,
 )
 
@@ -30,7 +29,17 @@ from .configuration_scratchbert import ScratchBertConfig
 from .corpus import CorpusError, load_documents
 from .metrics import load_metric
 from .nsp import build_examples, tokenize_documents
-from .runs import RunArguments, check_output_dir, push_folder_to_hub, resolve_checkpoint, setup_logging
+from .runs import (
+    GuardedTrainer,
+    RunArguments,
+    TrainingFailure,
+    check_output_dir,
+    push_folder_to_hub,
+    resolve_checkpoint,
+    save_final_model,
+    setup_logging,
+    train_and_report_io_errors,
+)
 from .tokenization import train_wordpiece_tokenizer
 
 logger = logging.getLogger("scratchbert.classification")
@@ -458,7 +467,8 @@ def run(argv: list[str] | None = None) -> dict:
         )
     logger.info("%d training and %d evaluation examples; labels: %s", len(splits["train"]), len(splits["validation"]), label_names)
 
-    trainer = Trainer(
+    trainer = GuardedTrainer(
+        on_nonfinite_loss=run_args.on_nonfinite_loss,
         model=model,
         args=training_args,
         train_dataset=splits["train"],
@@ -467,10 +477,10 @@ def run(argv: list[str] | None = None) -> dict:
         processing_class=tokenizer,
         compute_metrics=make_compute_metrics(data_args.task_name, label_names),
     )
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    train_result = train_and_report_io_errors(trainer, checkpoint)
     eval_metrics = trainer.evaluate()
     output_dir = Path(training_args.output_dir)
-    trainer.save_model(str(output_dir))
+    save_final_model(trainer, output_dir)
     results = {
         "train_loss": train_result.training_loss,
         **{k: v for k, v in eval_metrics.items() if k.startswith("eval_")},
@@ -511,4 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CorpusError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingFailure as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     return 0

@@ -20,13 +20,14 @@ pairs. Random B documents are drawn from the documents of the same `datasets.map
 on a streamed corpus.
 """
 
+import hashlib
 import random
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import DataCollatorForLanguageModeling
+from transformers import DataCollatorForLanguageModeling, TrainerCallback
 
 from .corpus import split_sentences
 
@@ -153,7 +154,14 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     Special tokens and padding are never masked (the examples carry `special_tokens_mask`). For whole-word
     masking, transformers' collator needs character offsets, which token-id pairs lack; equivalent offsets are
     made from the WordPiece marks: a "##" piece continues the previous word.
+
+    With a `seed`, each batch is masked by a generator seeded from (seed, epoch, the batch's token ids) rather
+    than the global RNG: masks change every epoch, yet a run resumed from a checkpoint masks exactly as the
+    uninterrupted run did (the Trainer restores the global RNG only after fetching the first resumed batch).
+    `MaskingEpochCallback` keeps `epoch` current.
     """
+
+    epoch: int = 0
 
     def __post_init__(self):
         super().__post_init__()
@@ -164,7 +172,16 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
                 if token.startswith("##") and token_id < len(self.is_continuation):
                     self.is_continuation[token_id] = True
 
+    def batch_generator(self, examples) -> torch.Generator:
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update(f"{self.seed}:{self.epoch}:".encode())
+        for example in examples:
+            digest.update(np.asarray(example["input_ids"], dtype=np.int64).tobytes())
+        return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
+
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.seed is not None:
+            self.generator = self.batch_generator(examples)
         if not self.whole_word_mask:
             return super().torch_call(examples)
         # Offsets in which a "##" piece touches the previous token and every other token leaves a gap.
@@ -178,10 +195,18 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
         offset_mapping = torch.zeros((len(examples), width, 2), dtype=torch.long)
         for row, offset in enumerate(offsets):
             offset_mapping[row, : len(offset)] = torch.tensor(offset)
-        if self.seed is not None and self.generator is None:
-            self.create_rng()
         special_tokens_mask = batch.pop("special_tokens_mask")
         batch["input_ids"], batch["labels"] = self.torch_mask_tokens(
             batch["input_ids"], special_tokens_mask=special_tokens_mask, offset_mapping=offset_mapping
         )
         return batch
+
+
+class MaskingEpochCallback(TrainerCallback):
+    """Tells DataCollatorForPretraining which epoch it is masking for."""
+
+    def __init__(self, collator: DataCollatorForPretraining):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = int(state.epoch or 0)

@@ -20,13 +20,23 @@ import datasets
 import numpy as np
 import torch.nn.functional as F
 import transformers
-from transformers import AutoModelForPreTraining, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForPreTraining, AutoTokenizer, TrainingArguments
 
 from .cli import ConfigError, parse_config
-from .runs import RunArguments, check_output_dir, push_folder_to_hub, resolve_checkpoint, setup_logging
+from .runs import (
+    GuardedTrainer,
+    RunArguments,
+    TrainingFailure,
+    check_output_dir,
+    push_folder_to_hub,
+    resolve_checkpoint,
+    save_final_model,
+    setup_logging,
+    train_and_report_io_errors,
+)
 from .configuration_scratchbert import ScratchBertConfig
 from .corpus import CorpusError, load_documents
-from .nsp import DataCollatorForPretraining, build_examples, tokenize_documents
+from .nsp import DataCollatorForPretraining, MaskingEpochCallback, build_examples, tokenize_documents
 from .tokenization import train_wordpiece_tokenizer
 
 logger = logging.getLogger("scratchbert.pretraining")
@@ -412,23 +422,27 @@ def run(argv: list[str] | None = None) -> dict:
         logger.info("%d training and %d evaluation examples", len(train_dataset), len(eval_dataset))
 
     collator_kwargs = dict(
-        tokenizer=tokenizer, mlm_probability=data_args.mlm_probability, whole_word_mask=data_args.whole_word_mask
+        tokenizer=tokenizer, mlm_probability=data_args.mlm_probability, whole_word_mask=data_args.whole_word_mask,
+        seed=training_args.seed,
     )
-    trainer = Trainer(
+    train_collator = DataCollatorForPretraining(**collator_kwargs)
+    trainer = GuardedTrainer(
+        on_nonfinite_loss=run_args.on_nonfinite_loss,
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=DataCollatorForPretraining(**collator_kwargs),
+        data_collator=train_collator,
+        callbacks=[MaskingEpochCallback(train_collator)],
         processing_class=tokenizer,
         compute_metrics=compute_pretraining_metrics,
         preprocess_logits_for_metrics=reduce_logits_for_metrics,
     )
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    train_result = train_and_report_io_errors(trainer, checkpoint)
     eval_metrics = trainer.evaluate()
 
     output_dir = Path(training_args.output_dir)
-    trainer.save_model(str(output_dir))  # model.save_pretrained (with remote code) + tokenizer, on the main process
+    save_final_model(trainer, output_dir)  # model.save_pretrained (with remote code) + tokenizer
     runtime = train_result.metrics.get("train_runtime") or 1e-9
     tokens_seen = trainer.state.num_input_tokens_seen
     results = {
@@ -460,4 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CorpusError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingFailure as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     return 0

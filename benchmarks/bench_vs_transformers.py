@@ -1,0 +1,310 @@
+"""ScratchBert against transformers' own BERT, side by side in one process, on the same weights and batches.
+
+    python benchmarks/bench_vs_transformers.py                     # hidden 256, 4 layers, 4 heads, seq 128, batch 32
+    python benchmarks/bench_vs_transformers.py --rounds 5 --steps 8 --end-to-end
+
+Prints, for each figure, ScratchBert's value, transformers' value and the ratio:
+1. pretraining tokens/s of a full step (forward, backward, fused AdamW) on NSP-shaped batches, fp32 and bf16;
+2. sentence-pair classification on QQP-shaped batches, real (non-pad) tokens/s for fine-tuning and
+   inference, against transformers padded to 128 (run_glue's default) and with dynamic padding;
+3. peak memory of a pretraining step (torch profiler memory timeline);
+4. model FLOP utilisation: useful FLOPs per second over the measured matmul peak of this machine.
+Both models are timed in alternation over several rounds and the median is reported, so load on the
+machine affects both alike. Data: ../shared/data when present, else the offline corpus. Results are also
+written as JSON (--json).
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import transformers
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import scratchbert  # noqa: E402
+from scratchbert.convert import bert_to_scratchbert_state_dict, scratchbert_config_to_bert  # noqa: E402
+from scratchbert.corpus import load_documents  # noqa: E402
+from scratchbert.nsp import DataCollatorForPretraining, build_examples, tokenize_documents  # noqa: E402
+
+SHARED = REPO_ROOT.parent / "shared" / "data"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def corpus_and_tokenizer(vocab_size: int, seq_len: int):
+    wiki = SHARED / "wikipedia" / "wiki_en_sample.jsonl"
+    if wiki.is_file():
+        documents, source = load_documents(train_file=str(wiki), max_documents=3000), str(wiki)
+    else:
+        documents, source = load_documents(corpus="offline"), "offline corpus (Python docs)"
+    tokenizer = scratchbert.train_wordpiece_tokenizer(documents["text"], vocab_size=vocab_size, model_max_length=seq_len)
+    return documents, tokenizer, source
+
+
+def pretraining_batches(documents, tokenizer, seq_len, batch_size, count, seed=0):
+    sentences = documents.map(tokenize_documents, batched=True, remove_columns=["text"], fn_kwargs={"tokenizer": tokenizer})
+    examples = sentences.map(
+        build_examples, batched=True, with_indices=True, remove_columns=["sentences"],
+        fn_kwargs=dict(cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id, max_seq_length=seq_len, seed=seed),
+    ).shuffle(seed=seed)
+    collator = DataCollatorForPretraining(tokenizer=tokenizer, seed=seed)
+    return [collator([examples[i] for i in range(b * batch_size, (b + 1) * batch_size)]) for b in range(count)]
+
+
+def pair_texts():
+    """QQP dev pairs when present, else sentence pairs from the offline corpus (same shape: two short texts)."""
+    qqp = SHARED / "qqp" / "dev.tsv"
+    if qqp.is_file():
+        import csv
+
+        with open(qqp, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        return [(r["question1"], r["question2"], int(r["is_duplicate"])) for r in rows], str(qqp)
+    from scratchbert.corpus import offline_documents, split_sentences
+
+    sentences = [s for d in offline_documents() for s in split_sentences(d)]
+    return [(sentences[i], sentences[i + 1], i % 2) for i in range(0, len(sentences) - 1, 2)], "offline corpus sentence pairs"
+
+
+def pair_batches(pairs, tokenizer, batch_size, count, pad_to=None, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    order = rng.sample(range(len(pairs)), batch_size * count)
+    batches = []
+    for b in range(count):
+        chunk = [pairs[i] for i in order[b * batch_size : (b + 1) * batch_size]]
+        encoded = tokenizer(
+            [a for a, _, _ in chunk], [b_ for _, b_, _ in chunk], truncation=True, max_length=128,
+            padding="max_length" if pad_to else "longest", return_tensors="pt",
+        )
+        encoded["labels"] = torch.tensor([y for _, _, y in chunk])
+        batches.append(dict(encoded))
+    return batches
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models and timing
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def model_pair(head: str, config, **scratch_options):
+    """(ScratchBert, transformers BERT) with identical weights."""
+    bert_config = scratchbert_config_to_bert(config)
+    bert = getattr(transformers, f"Bert{head}")(bert_config)
+    scratch_config = scratchbert.ScratchBertConfig(**{**config.to_dict(), **scratch_options})
+    scratch = getattr(scratchbert, f"ScratchBert{head}")(scratch_config)
+    state = bert_to_scratchbert_state_dict(bert.state_dict())
+    scratch.load_state_dict(state, strict=False)
+    return scratch, bert
+
+
+def train_step(model, optimizer, batch, bf16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model(**batch).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+@torch.no_grad()
+def infer_step(model, batch, bf16):
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        model(**inputs)
+
+
+def timed_alternation(runners: dict, batches: dict, rounds: int, steps: int) -> dict:
+    """runners: name -> fn(batch). Each round runs `steps` batches through every runner in turn."""
+    for name, run in runners.items():  # warm-up (allocations, oneDNN kernel selection)
+        run(batches[name][0])
+    rates = {name: [] for name in runners}
+    for r in range(rounds):
+        for name, run in runners.items():
+            chosen = [batches[name][(r * steps + i) % len(batches[name])] for i in range(steps)]
+            tokens = sum(int(b["attention_mask"].sum()) for b in chosen)
+            start = time.perf_counter()
+            for batch in chosen:
+                run(batch)
+            rates[name].append(tokens / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def matmul_peak(dtype, n=2048, repeats=10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def step_peak_memory(model, optimizer, batch, bf16) -> float:
+    """Peak bytes allocated during one training step, from the profiler's memory timeline (CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import MemoryProfileTimeline
+
+    train_step(model, optimizer, batch, bf16)  # optimizer state exists before the measured step
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        train_step(model, optimizer, batch, bf16)
+    _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline("cpu")
+    return float(max(sum(row) for row in sizes))
+
+
+def useful_flops_per_token(config, seq_len, mask_fraction=0.15) -> float:
+    """BERT's useful training FLOPs per token: 6 x encoder matmul params, attention scores, MLM head on masked tokens."""
+    h, i, layers, v = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size
+    encoder = layers * (4 * h * h + 2 * h * i)  # QKV + output projection + two FFN matrices
+    attention = layers * 2 * seq_len * h  # QK^T and AV per token
+    mlm = mask_fraction * (h * h + h * v)  # transform + decoder, only where a label is
+    return 6 * (encoder + attention + mlm)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--vocab", type=int, default=30522)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--end-to-end", action="store_true", help="also time run_pretraining.py on the same shape")
+    parser.add_argument("--json", default=str(REPO_ROOT / "benchmarks" / "results" / "latest.json"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    report = {"hardware": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                           "torch": torch.__version__, "transformers": transformers.__version__}}
+    try:
+        report["hardware"]["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    rows = []
+
+    def row(section, figure, ours, theirs, unit):
+        ratio = ours / theirs if theirs else float("nan")
+        rows.append({"section": section, "figure": figure, "scratchbert": ours, "transformers": theirs, "ratio": ratio, "unit": unit})
+        print(f"{section:<24} {figure:<44} {ours:>12.4g} {theirs:>12.4g} {ratio:>7.2f}x  {unit}", flush=True)
+
+    print("Preparing data and tokenizer...", flush=True)
+    documents, tokenizer, source = corpus_and_tokenizer(args.vocab, args.seq)
+    report["data"] = source
+    config = scratchbert.ScratchBertConfig(
+        vocab_size=len(tokenizer), hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+        intermediate_size=4 * args.hidden, max_position_embeddings=max(args.seq, 128), pad_token_id=tokenizer.pad_token_id,
+    )
+    count = args.rounds * args.steps + 1
+    pretrain = pretraining_batches(documents, tokenizer, args.seq, args.batch, count)
+    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    report["matmul_peak_flops"] = peak
+    print(f"Matmul peak: fp32 {peak['fp32'] / 1e12:.3f} TFLOP/s, bf16 {peak['bf16'] / 1e12:.3f} TFLOP/s on "
+          f"{report['hardware']['cpu']} ({torch.get_num_threads()} threads)")
+    print(f"{'section':<24} {'figure':<44} {'ScratchBert':>12} {'transformers':>12} {'ratio':>8}")
+
+    # 1. Pretraining step, fp32 and bf16 autocast.
+    scratch, bert = model_pair("ForPreTraining", config)
+    scratch.train(), bert.train()
+    opt_s = torch.optim.AdamW(scratch.parameters(), lr=1e-4, fused=True)
+    opt_b = torch.optim.AdamW(bert.parameters(), lr=1e-4, fused=True)
+    batches = {name: pretrain for name in ("s32", "sbf16", "b32", "bbf16")}
+    rates = timed_alternation({
+        "s32": lambda b: train_step(scratch, opt_s, b, False),
+        "b32": lambda b: train_step(bert, opt_b, b, False),
+        "sbf16": lambda b: train_step(scratch, opt_s, b, True),
+        "bbf16": lambda b: train_step(bert, opt_b, b, True),
+    }, batches, args.rounds, args.steps)
+    row("pretraining", "tokens/s, fp32", rates["s32"], rates["b32"], "tokens/s")
+    row("pretraining", "tokens/s, bf16 autocast", rates["sbf16"], rates["bbf16"], "tokens/s")
+    row("pretraining", "tokens/s, ScratchBert bf16 vs transformers fp32", rates["sbf16"], rates["b32"], "tokens/s")
+
+    # 3. Peak memory of a training step.
+    if not args.skip_memory:
+        memory_s = step_peak_memory(scratch, opt_s, pretrain[0], False)
+        memory_b = step_peak_memory(bert, opt_b, pretrain[0], False)
+        row("memory", "peak bytes of a pretraining step, fp32", memory_s, memory_b, "bytes")
+
+    # 4. Model FLOP utilisation.
+    flops = useful_flops_per_token(config, args.seq)
+    for dtype, ours, theirs in (("fp32", rates["s32"], rates["b32"]), ("bf16", rates["sbf16"], rates["bbf16"])):
+        row("model FLOP utilisation", f"useful FLOP/s / {dtype} matmul peak", ours * flops / peak[dtype], theirs * flops / peak[dtype], "fraction")
+    del scratch, bert, opt_s, opt_b
+
+    # 2. Sentence-pair classification on QQP-shaped batches.
+    pairs, pair_source = pair_texts()
+    report["pair_data"] = pair_source
+    dynamic = pair_batches(pairs, tokenizer, args.batch, count)
+    padded = pair_batches(pairs, tokenizer, args.batch, count, pad_to=128)
+    real = sum(int(b["attention_mask"].sum()) for b in dynamic) / sum(b["attention_mask"].numel() for b in padded)
+    print(f"Pair batches: {real:.0%} of 128-token slots hold real tokens ({pair_source})")
+    scratch, bert = model_pair("ForSequenceClassification", config, unpad_inputs=True)
+    scratch.train(), bert.train()
+    opt_s = torch.optim.AdamW(scratch.parameters(), lr=1e-5, fused=True)
+    opt_b = torch.optim.AdamW(bert.parameters(), lr=1e-5, fused=True)
+    batches = {"s": dynamic, "b128": padded, "bdyn": dynamic}
+    rates = timed_alternation({
+        "s": lambda b: train_step(scratch, opt_s, b, False),
+        "b128": lambda b: train_step(bert, opt_b, b, False),
+        "bdyn": lambda b: train_step(bert, opt_b, b, False),
+    }, batches, args.rounds, args.steps)
+    row("pair fine-tuning", "real tokens/s vs transformers padded to 128", rates["s"], rates["b128"], "tokens/s")
+    row("pair fine-tuning", "real tokens/s vs transformers dynamic padding", rates["s"], rates["bdyn"], "tokens/s")
+    scratch.eval(), bert.eval()
+    rates = timed_alternation({
+        "s": lambda b: infer_step(scratch, b, False),
+        "b128": lambda b: infer_step(bert, b, False),
+        "bdyn": lambda b: infer_step(bert, b, False),
+    }, batches, args.rounds, args.steps)
+    row("pair inference", "real tokens/s vs transformers padded to 128", rates["s"], rates["b128"], "tokens/s")
+    row("pair inference", "real tokens/s vs transformers dynamic padding", rates["s"], rates["bdyn"], "tokens/s")
+
+    if args.end_to_end:
+        report["end_to_end"] = end_to_end(args)
+    report["rows"] = rows
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"Wrote {args.json}")
+
+
+def end_to_end(args) -> dict:
+    """run_pretraining.py on the same shape: does the whole script keep the model's speed?"""
+    import tempfile
+
+    out = Path(tempfile.mkdtemp())
+    wiki = SHARED / "wikipedia" / "wiki_en_sample.jsonl"
+    source = ["--train_file", str(wiki), "--max_documents", "3000"] if wiki.is_file() else []
+    command = [
+        sys.executable, str(REPO_ROOT / "run_pretraining.py"), "--output_dir", str(out / "run"), "--output", str(out / "r.json"),
+        *source, "--hidden_size", str(args.hidden), "--num_hidden_layers", str(args.layers),
+        "--num_attention_heads", str(args.heads), "--intermediate_size", str(4 * args.hidden),
+        "--max_position_embeddings", str(max(args.seq, 128)), "--max_seq_length", str(args.seq),
+        "--vocab_size", str(args.vocab), "--per_device_train_batch_size", str(args.batch), "--max_steps", "40",
+        "--logging_steps", "10", "--save_strategy", "no", "--dupe_factor", "1", "--validation_split_percentage", "1",
+    ]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    results = json.loads((out / "r.json").read_text())
+    print(f"run_pretraining.py end to end, same shape, 40 steps: {results['train_tokens_per_second']:.4g} tokens/s "
+          "(compare with the pretraining fp32 figure above)")
+    return {"train_tokens_per_second": results["train_tokens_per_second"], "steps": results["steps"]}
+
+
+if __name__ == "__main__":
+    main()
