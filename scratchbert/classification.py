@@ -282,9 +282,12 @@ def build_model(model_args: ModelArguments, tokenizer, label_names: list[str] | 
             config.update(label_kwargs)
             model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **label_kwargs
-            )
+            try:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **label_kwargs
+                )
+            except Exception as error:  # corrupt or mismatched weights: name the checkpoint, not a library frame
+                raise ConfigError(f"cannot load {model_args.model_name_or_path}: {type(error).__name__}: {error}") from None
     else:
         logger.warning(
             "No model_name_or_path: fine-tuning a freshly initialised ScratchBert. Expect far lower scores than "

@@ -8,7 +8,9 @@ The YAML file sets defaults for the dataclass fields and flags override them. Un
 unknown flags are errors that name them.
 """
 
+import contextlib
 import dataclasses
+import io
 import sys
 from pathlib import Path
 
@@ -68,10 +70,17 @@ def parse_config(dataclass_types, argv: list[str] | None = None, default_config:
         for action in parser._actions:  # a field required by its dataclass is satisfied by the file
             if action.dest in values:
                 action.required = False
+    argparse_output = io.StringIO()
     try:
-        instances = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
+        with contextlib.redirect_stderr(argparse_output):
+            instances = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
     except SystemExit as exit_:
-        raise ConfigError(f"invalid arguments (see the message above){f' in {config_path}' if config_path else ''}") from exit_
+        if exit_.code == 0:  # --help (printed to stdout) exits 0
+            raise
+        # argparse ends with "prog: error: <what is wrong>"; keep that line, not the usage screen.
+        reason = argparse_output.getvalue().strip().splitlines()[-1].split(" error: ", 1)[-1]
+        where = f" in {config_path}" if config_path else ""
+        raise ConfigError(f"invalid value{where}: {reason}") from None
     except (ValueError, TypeError) as error:
         raise ConfigError(f"invalid configuration{f' in {config_path}' if config_path else ''}: {error}") from None
     return (*instances, str(config_path) if config_path else None)

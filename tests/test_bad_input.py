@@ -1,0 +1,275 @@
+"""One test per row of docs/bad-input.md: the input is refused with the message the table promises."""
+
+import json
+import re
+
+import pytest
+import torch
+
+from scratchbert import ScratchBertConfig, ScratchBertModel
+from scratchbert import classification, pretraining
+from scratchbert.convert import ConversionError, convert_bert_to_scratchbert
+from conftest import REPO_ROOT, make_batch, tiny_config
+
+TABLE = (REPO_ROOT / "docs" / "bad-input.md").read_text()
+TINY = [
+    "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
+    "--max_position_embeddings", "64", "--max_seq_length", "64", "--vocab_size", "400", "--max_steps", "2",
+    "--report_to", "none", "--use_cpu", "true",
+]
+
+
+def script_error(capsys, main, tmp_path, *args):
+    code = main(["--output_dir", str(tmp_path / "out"), *TINY, *args])
+    err = capsys.readouterr().err
+    assert code in (2, 3) and "Traceback" not in err, err
+    assert not (tmp_path / "out" / "config.json").exists()
+    return err
+
+
+def corpus(tmp_path, texts, name="c.jsonl", column="text"):
+    path = tmp_path / name
+    path.write_text("\n".join(json.dumps({column: t}) for t in texts))
+    return str(path)
+
+
+def pretrained_folder(tmp_path, tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from scratchbert import ScratchBertForPreTraining
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    folder = tmp_path / "pretrained"
+    ScratchBertForPreTraining(tiny_config(vocab_size=len(tokenizer))).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def pairs_file(tmp_path, rows=None):
+    rows = rows or [("How to learn?", "Best way to learn?", "dup"), ("Where is Paris?", "How tall is it?", "different")] * 4
+    path = tmp_path / "pairs.csv"
+    path.write_text("question1,question2,is_duplicate\n" + "\n".join(",".join(r) for r in rows) + "\n")
+    return path
+
+
+PAIR_COLUMNS = ["--text_column_1", "question1", "--text_column_2", "question2", "--label_column", "is_duplicate"]
+
+
+def case_missing_file(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--train_file", str(tmp_path / "corpus.txt"))
+
+
+def case_empty_file(tmp_path, capsys, tokenizer_dir):
+    (tmp_path / "empty.txt").write_text("")
+    return script_error(capsys, pretraining.main, tmp_path, "--train_file", str(tmp_path / "empty.txt"))
+
+
+def case_wrong_text_column(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--train_file", corpus(tmp_path, ["A. B."] * 5, column="body"))
+
+
+def case_no_multi_sentence(tmp_path, capsys, tokenizer_dir):
+    texts = [f"Only sentence number {i} here" for i in range(30)]
+    return script_error(capsys, pretraining.main, tmp_path, "--train_file", corpus(tmp_path, texts))
+
+
+def case_unknown_yaml_key(tmp_path, capsys, tokenizer_dir):
+    (tmp_path / "bad.yaml").write_text("hidden_size: 32\nhiden_layers: 2\n")
+    return script_error(capsys, classification.main, tmp_path, "--config", str(tmp_path / "bad.yaml"))
+
+
+def case_yaml_wrong_type(tmp_path, capsys, tokenizer_dir):
+    (tmp_path / "bad.yaml").write_text("learning_rate: fast\n")
+    return script_error(capsys, pretraining.main, tmp_path, "--config", str(tmp_path / "bad.yaml"))
+
+
+def case_unknown_flag(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--hiden_size", "3")
+
+
+def case_size_out_of_range(tmp_path, capsys, tokenizer_dir):
+    with pytest.raises(ValueError, match=r"hidden_dropout_prob must be a probability in \[0, 1\), got 1.5"):
+        ScratchBertConfig(hidden_dropout_prob=1.5)
+    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "20",
+                        "--hidden_size", "100", "--num_attention_heads", "12")
+
+
+def case_seq_beyond_positions(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--max_seq_length", "128")
+
+
+def case_tokenizer_model_mismatch(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--tokenizer_name", str(tokenizer_dir))
+
+
+def case_ids_beyond_vocab(tmp_path, capsys, tokenizer_dir):
+    with pytest.raises(ValueError) as error:
+        ScratchBertModel(tiny_config())(input_ids=torch.tensor([[5, 120]]))
+    return str(error.value)
+
+
+def case_too_long(tmp_path, capsys, tokenizer_dir):
+    with pytest.raises(ValueError) as error:
+        ScratchBertModel(tiny_config())(input_ids=torch.ones(1, 65, dtype=torch.long))
+    return str(error.value)
+
+
+def case_other_model_type(tmp_path, capsys, tokenizer_dir):
+    import transformers
+
+    gpt = tmp_path / "gpt"
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)).save_pretrained(gpt)
+    return script_error(capsys, classification.main, tmp_path, "--model_name_or_path", str(gpt),
+                        "--train_file", str(pairs_file(tmp_path)), *PAIR_COLUMNS)
+
+
+def case_bert_not_converted(tmp_path, capsys, tokenizer_dir):
+    import transformers
+
+    from scratchbert.convert import scratchbert_config_to_bert
+
+    bert = tmp_path / "bert"
+    transformers.BertModel(scratchbert_config_to_bert(tiny_config())).save_pretrained(bert)
+    return script_error(capsys, classification.main, tmp_path, "--model_name_or_path", str(bert),
+                        "--train_file", str(pairs_file(tmp_path)), *PAIR_COLUMNS)
+
+
+def case_corrupt_safetensors(tmp_path, capsys, tokenizer_dir):
+    folder = pretrained_folder(tmp_path, tokenizer_dir)
+    (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00garbage")
+    err = script_error(capsys, classification.main, tmp_path, "--model_name_or_path", str(folder),
+                       "--train_file", str(pairs_file(tmp_path)), *PAIR_COLUMNS, "--max_seq_length", "32")
+    return err
+
+
+def case_missing_column(tmp_path, capsys, tokenizer_dir):
+    folder = pretrained_folder(tmp_path, tokenizer_dir)
+    return script_error(capsys, classification.main, tmp_path, "--model_name_or_path", str(folder),
+                        "--train_file", str(pairs_file(tmp_path)), "--max_seq_length", "32")
+
+
+def case_unknown_label(tmp_path, capsys, tokenizer_dir):
+    folder = pretrained_folder(tmp_path, tokenizer_dir)
+    dev = tmp_path / "dev.csv"
+    dev.write_text("question1,question2,is_duplicate\na,b,maybe\nc,d,dup\n")
+    return script_error(capsys, classification.main, tmp_path, "--model_name_or_path", str(folder),
+                        "--train_file", str(pairs_file(tmp_path)), "--validation_file", str(dev), *PAIR_COLUMNS,
+                        "--max_seq_length", "32")
+
+
+def case_num_labels_mismatch(tmp_path, capsys, tokenizer_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = pretrained_folder(tmp_path, tokenizer_dir)
+    three = tmp_path / "three"
+    AutoModelForSequenceClassification.from_pretrained(
+        folder, num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2}
+    ).save_pretrained(three)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(three)
+    return script_error(capsys, classification.main, tmp_path, "--model_name_or_path", str(three),
+                        "--train_file", str(pairs_file(tmp_path)), *PAIR_COLUMNS, "--max_seq_length", "32")
+
+
+def case_unwritable_output(tmp_path, capsys, tokenizer_dir):
+    code = pretraining.main(["--output_dir", "/proc/x", *TINY])
+    err = capsys.readouterr().err
+    assert code == 2
+    return err
+
+
+def case_output_holds_run(tmp_path, capsys, tokenizer_dir):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "config.json").write_text("{}")
+    code = pretraining.main(["--output_dir", str(tmp_path / "out"), *TINY, "--overwrite_output_dir", "false"])
+    assert code == 2 and (tmp_path / "out" / "config.json").read_text() == "{}"
+    return capsys.readouterr().err
+
+
+def case_nothing_to_resume(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--resume_from_checkpoint", "latest")
+
+
+def case_pickle_code(tmp_path, capsys, tokenizer_dir):
+    import transformers
+
+    from scratchbert.convert import scratchbert_config_to_bert
+
+    folder = tmp_path / "evil"
+    transformers.BertModel(scratchbert_config_to_bert(tiny_config())).save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"embeddings.word_embeddings.weight": Evil()}, folder / "pytorch_model.bin")
+    with pytest.raises(ConversionError) as error:
+        convert_bert_to_scratchbert(folder, tmp_path / "out")
+    with pytest.raises(Exception):  # transformers' own loader refuses it too
+        transformers.BertModel.from_pretrained(folder)
+    assert not marker.exists(), "the pickled code never ran"
+    return str(error.value)
+
+
+def case_not_a_bert(tmp_path, capsys, tokenizer_dir):
+    import transformers
+
+    gpt = tmp_path / "gpt"
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)).save_pretrained(gpt)
+    with pytest.raises(ConversionError) as error:
+        convert_bert_to_scratchbert(gpt, tmp_path / "out")
+    return str(error.value)
+
+
+def case_nan_loss(tmp_path, capsys, tokenizer_dir):
+    from test_runs import classification_trainer
+
+    from scratchbert.runs import TrainingFailure
+
+    with pytest.raises(TrainingFailure) as error:
+        classification_trainer(tmp_path, nan_at_call=3).train()
+    return str(error.value)
+
+
+def case_disk_full(tmp_path, capsys, tokenizer_dir):
+    import errno
+    import os
+
+    from transformers import Trainer
+
+    original, calls = Trainer._save_optimizer_and_scheduler, {"n": 0}
+
+    def disk_full(self, output_dir):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", os.path.join(output_dir, "optimizer.pt"))
+        return original(self, output_dir)
+
+    Trainer._save_optimizer_and_scheduler = disk_full
+    try:
+        err = script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+                           "--max_steps", "6", "--save_steps", "2", "--per_device_train_batch_size", "2")
+    finally:
+        Trainer._save_optimizer_and_scheduler = original
+    return err
+
+
+TABLE_IDS = re.findall(r"^\| ([a-z-]+) \|", TABLE, re.M)[1:]  # skip the header row
+
+
+def test_every_table_row_has_a_case():
+    assert TABLE_IDS and all(f"case_{i.replace('-', '_')}" in globals() for i in TABLE_IDS)
+
+
+@pytest.mark.parametrize("row", TABLE_IDS)
+def test_row(row, tmp_path, capsys, tokenizer_dir):
+    message = globals()[f"case_{row.replace('-', '_')}"](tmp_path, capsys, tokenizer_dir)
+    line = next(l for l in TABLE.splitlines() if l.startswith(f"| {row} |"))
+    promised = line.rstrip(" |").rsplit("|", 1)[1].strip()
+    # Every literal fragment of the promised message (between `...` elisions and placeholders) appears.
+    for excerpt in re.findall(r"`([^`]*)`", promised):
+        for fragment in re.split(r"\s*\.\.\.\s*", excerpt):
+            fragment = fragment.strip()
+            if fragment and not re.search(r"corpus.txt|empty.txt|bad.yaml|/proc/x|run/checkpoint|run failed", fragment):
+                assert fragment in message or any(fragment in m for m in [message.replace("\n", " ")]), (row, fragment, message)
