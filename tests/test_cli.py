@@ -52,7 +52,7 @@ def test_unknown_flags_are_named():
 @pytest.mark.parametrize("text, bad", [("hidden_size: big\n", "hidden_size"), ("learning_rate: fast\n", "learning_rate")])
 def test_wrong_types_in_yaml_are_named(tmp_path, text, bad):
     path = write(tmp_path, text)
-    with pytest.raises(ConfigError, match=f"invalid value in .*config.yaml: argument --{bad}: invalid"):
+    with pytest.raises(ConfigError, match=f"invalid value in .*config.yaml: argument --{bad}/.*: invalid"):
         parse_config((Options, TrainingArguments), [str(path)])
 
 
