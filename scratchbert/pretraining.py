@@ -11,7 +11,6 @@ import logging.handlers
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +25,10 @@ from .cli import ConfigError, parse_config
 from .runs import (
     GuardedTrainer,
     RunArguments,
-    TrainingFailure,
     check_output_dir,
-    push_folder_to_hub,
+    publish_results,
     resolve_checkpoint,
+    script_main,
     save_final_model,
     setup_logging,
     train_and_report_io_errors,
@@ -459,22 +458,9 @@ def run(argv: list[str] | None = None) -> dict:
     }
     if trainer.is_world_process_zero():
         write_model_card(output_dir, results, model_args, data_args, training_args, config_path)
-        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-        if run_args.output:
-            Path(run_args.output).write_text(json.dumps(results, indent=2))
-        if push_to_hub:
-            push_folder_to_hub(output_dir, training_args)
-        logger.info("Results: %s", json.dumps(results, indent=2))
+        publish_results(output_dir, results, run_args, training_args, push_to_hub)
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        run(argv)
-    except (ConfigError, CorpusError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except TrainingFailure as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    return 0
+    return script_main(run, argv, (ConfigError, CorpusError))

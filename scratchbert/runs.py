@@ -218,3 +218,27 @@ def push_folder_to_hub(output_dir: Path, training_args: TrainingArguments):
     )
     logger.info("Pushed %s to the Hub as %s", output_dir, repo_id)
     return repo_id
+
+
+def publish_results(output_dir: Path, results: dict, run_args: RunArguments, training_args: TrainingArguments, push_to_hub: bool):
+    """results.json in the output folder (and at --output), then the folder to the Hub when asked. Main process only."""
+    text = json.dumps(results, indent=2)
+    (output_dir / "results.json").write_text(text)
+    if run_args.output:
+        Path(run_args.output).write_text(text)
+    if push_to_hub:
+        push_folder_to_hub(output_dir, training_args)
+    logger.info("Results: %s", text)
+
+
+def script_main(run, argv, input_errors: tuple) -> int:
+    """Run a script: bad input -> exit 2, training stopped (NaN, failed write) -> exit 3, each with one `error:` line."""
+    try:
+        run(argv)
+    except input_errors as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except TrainingFailure as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    return 0

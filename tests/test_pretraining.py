@@ -262,7 +262,7 @@ def test_wandb_offline_and_log_file(tmp_path, monkeypatch):
 def test_push_to_hub_uploads_the_exported_folder(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from scratchbert.pretraining import push_folder_to_hub
+    from scratchbert.runs import push_folder_to_hub
 
     calls = {}
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}"))
