@@ -75,6 +75,7 @@ class ModelArguments:
     freeze_encoder: bool = field(default=False, metadata={"help": "Train only the classification head"})
     train_pooler: bool = field(default=True, metadata={"help": "With freeze_encoder, still train the pooler"})
     classifier_dropout: float | None = None
+    unpad_inputs: bool = field(default=True, metadata={"help": "Skip the work on padding tokens (same results)"})
     # Sizes of a fresh model when there is no checkpoint at all (the offline default).
     vocab_size: int = 8000
     hidden_size: int = 128
@@ -300,6 +301,7 @@ def build_model(model_args: ModelArguments, tokenizer, label_names: list[str] | 
         model = AutoModelForSequenceClassification.from_config(config)
     if model.config.model_type != "scratchbert":
         raise ConfigError(f"{model_args.model_name_or_path} is not a ScratchBert model")
+    model.config.unpad_inputs = model_args.unpad_inputs
     if model_args.freeze_encoder:
         for name, parameter in model.scratchbert.named_parameters():
             parameter.requires_grad = model_args.train_pooler and name.startswith("pooler.")
