@@ -381,3 +381,16 @@ def test_torch_compile_has_no_graph_breaks_on_the_main_path(config):
     assert explanation.graph_break_count == 0, explanation.break_reasons
     compiled = torch.compile(model, backend="eager")
     torch.testing.assert_close(compiled(**batch).logits, model(**batch).logits)
+
+
+def test_bf16_autocast_keeps_the_loss_in_fp32_and_close(config):
+    torch.manual_seed(0)
+    model = ScratchBertForPreTraining(config).eval()
+    batch = make_batch(config)
+    labels = mlm_labels(batch)
+    reference = model(**batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 0])).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 0]))
+    assert out.prediction_logits.dtype == torch.bfloat16  # the matmuls ran in bf16
+    assert out.loss.dtype == torch.float32  # the loss did not
+    torch.testing.assert_close(out.loss, reference, rtol=2e-2, atol=2e-2)
