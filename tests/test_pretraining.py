@@ -284,3 +284,15 @@ def test_shared_wikipedia_config_runs(tmp_path):
         "--max_eval_documents", "20",
     )
     assert results["steps"] == 3 and results["eval_masked_tokens"] > 0
+
+
+@pytest.mark.slow
+def test_accelerate_launch(tmp_path):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "run_pretraining.py", "--output_dir", str(tmp_path / "out"),
+        "--output", str(tmp_path / "r.json"), "--corpus", "synthetic", "--synthetic_documents", "60", *TINY,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "r.json").read_text())["steps"] == 3
