@@ -116,9 +116,9 @@ def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, train_do
         except Exception as error:
             raise ConfigError(f"cannot load a tokenizer from {source}: {error}") from None
         if model_args.vocab_size is not None and model_args.vocab_size != len(tokenizer):
-            raise ConfigError(
-                f"vocab_size={model_args.vocab_size} but the tokenizer {source} has {len(tokenizer)} tokens; "
-                "drop vocab_size or set it to the tokenizer's size"
+            logger.warning(
+                "vocab_size=%d is for training a tokenizer; the model takes the size of %s: %d tokens",
+                model_args.vocab_size, source, len(tokenizer),
             )
         return tokenizer
     vocab_size = model_args.vocab_size or 30522

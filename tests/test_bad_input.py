@@ -9,7 +9,7 @@ import torch
 from scratchbert import ScratchBertConfig, ScratchBertModel
 from scratchbert import classification, pretraining
 from scratchbert.convert import ConversionError, convert_bert_to_scratchbert
-from conftest import REPO_ROOT, make_batch, tiny_config
+from conftest import REPO_ROOT, tiny_config
 
 TABLE = (REPO_ROOT / "docs" / "bad-input.md").read_text()
 TINY = [
@@ -99,7 +99,11 @@ def case_seq_beyond_positions(tmp_path, capsys, tokenizer_dir):
 
 
 def case_tokenizer_model_mismatch(tmp_path, capsys, tokenizer_dir):
-    return script_error(capsys, pretraining.main, tmp_path, "--tokenizer_name", str(tokenizer_dir))
+    checkpoint = tmp_path / "checkpoint"
+    pretraining.run(["--output_dir", str(checkpoint), *TINY, "--corpus", "synthetic", "--synthetic_documents", "40",
+                     "--per_device_train_batch_size", "2", "--save_strategy", "no"])
+    return script_error(capsys, pretraining.main, tmp_path, "--model_name_or_path", str(checkpoint),
+                        "--tokenizer_name", str(tokenizer_dir))
 
 
 def case_ids_beyond_vocab(tmp_path, capsys, tokenizer_dir):

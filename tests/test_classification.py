@@ -6,10 +6,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
-from scratchbert import ScratchBertForPreTraining, ScratchBertConfig
 from scratchbert.classification import GLUE_TASKS, main, make_compute_metrics, run
 from scratchbert.metrics import available_metrics, load_metric
-from conftest import REPO_ROOT, SHARED_DATA, requires_shared_data
+from conftest import REPO_ROOT, requires_shared_data
 
 FAST = [
     "--max_steps", "4", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
@@ -26,16 +25,17 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory, tokenizer_dir):
-    """A tiny checkpoint as run_pretraining.py writes it: ScratchBertForPreTraining + tokenizer + remote code."""
-    from transformers import AutoTokenizer
+    """A tiny checkpoint written by run_pretraining.py itself (with the test tokenizer)."""
+    from scratchbert import pretraining
 
-    folder = tmp_path_factory.mktemp("pretrained")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    torch.manual_seed(0)
-    config = ScratchBertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=64)
-    ScratchBertForPreTraining(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = tmp_path_factory.mktemp("pretrained") / "run"
+    pretraining.run([
+        "--output_dir", str(folder), "--tokenizer_name", str(tokenizer_dir), "--hidden_size", "32",
+        "--num_hidden_layers", "2", "--num_attention_heads", "2", "--intermediate_size", "64",
+        "--max_position_embeddings", "64", "--max_seq_length", "64", "--max_steps", "2", "--report_to", "none",
+        "--per_device_train_batch_size", "4", "--use_cpu", "true", "--save_strategy", "no",
+    ])
+    assert (folder / "modeling_scratchbert.py").is_file() and (folder / "tokenizer.json").is_file()
     return folder
 
 

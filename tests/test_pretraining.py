@@ -183,7 +183,9 @@ def test_bad_inputs_fail_before_training(tmp_path, capsys, tokenizer_dir):
     (tmp_path / "c.jsonl").write_text("\n".join(json.dumps({"body": t}) for t in corpus_texts()))
     assert "text column 'text' not found" in fails(tmp_path, capsys, "--train_file", str(tmp_path / "c.jsonl"))
     assert "max_seq_length=128 exceeds max_position_embeddings=64" in fails(tmp_path, capsys, "--max_seq_length", "128")
-    assert "vocab_size=400 but the tokenizer" in fails(tmp_path, capsys, "--tokenizer_name", str(tokenizer_dir))
+    first, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40", name="first")
+    err = fails(tmp_path, capsys, "--model_name_or_path", str(first), "--tokenizer_name", str(tokenizer_dir))
+    assert "does not match its tokenizer's (120 tokens)" in err
     (tmp_path / "one.txt").write_text("\n\n".join(f"Only sentence {i} here." for i in range(30)))
     err = fails(tmp_path, capsys, "--train_file", str(tmp_path / "one.txt"))
     assert "no document has two or more sentences" in err and "--mlm_only" in err
