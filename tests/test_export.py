@@ -148,3 +148,26 @@ def test_push_to_hub_uploads_the_saved_folder(tmp_path, monkeypatch):
     for name in ("config.json", "model.safetensors", "modeling_scratchbert.py", "configuration_scratchbert.py"):
         assert files[name] == (tmp_path / name).read_bytes(), name
     assert json.loads(files["config.json"])["auto_map"] == AUTO_MAP
+
+
+@pytest.mark.slow
+def test_remote_code_never_runs_without_trust_remote_code(tmp_path):
+    """A checkpoint whose code would run something is refused unless the user passes trust_remote_code."""
+    saved_pretraining_folder(tmp_path)
+    marker = tmp_path / "code-ran"
+    modeling = tmp_path / "modeling_scratchbert.py"
+    modeling.write_text(f"open({str(marker)!r}, 'w').write('x')\n" + modeling.read_text())
+    code = (
+        "import sys; sys.modules['scratchbert'] = None\n"
+        "from transformers import AutoModel\n"
+        f"try:\n    AutoModel.from_pretrained({str(tmp_path)!r})\nexcept Exception as error:\n    print('refused:', type(error).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+    assert "refused:" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert not marker.exists(), "the checkpoint's code ran without trust_remote_code"
+    # In-process, `import scratchbert` serves the installed classes: the planted file is not imported either.
+    from transformers import AutoModel
+
+    AutoModel.from_pretrained(tmp_path)
+    assert not marker.exists()
