@@ -208,8 +208,8 @@ def main():
     print("Preparing data and tokenizer...", flush=True)
     documents, tokenizer, source = corpus_and_tokenizer(args.vocab, args.seq)
     report["data"] = source
-    config = scratchbert.ScratchBertConfig(
-        vocab_size=len(tokenizer), hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+    config = scratchbert.ScratchBertConfig(  # BERT's vocabulary size even if the sample yields fewer WordPieces
+        vocab_size=max(len(tokenizer), args.vocab), hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
         intermediate_size=4 * args.hidden, max_position_embeddings=max(args.seq, 128), pad_token_id=tokenizer.pad_token_id,
     )
     count = args.rounds * args.steps + 1
