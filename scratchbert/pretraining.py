@@ -444,12 +444,14 @@ def run(argv: list[str] | None = None) -> dict:
     save_final_model(trainer, output_dir)  # model.save_pretrained (with remote code) + tokenizer
     runtime = train_result.metrics.get("train_runtime") or 1e-9
     tokens_seen = trainer.state.num_input_tokens_seen
+    # A resumed run's state counts the earlier session's tokens too; its runtime does not.
+    session_tokens = tokens_seen - getattr(trainer, "_initial_num_input_tokens_seen", 0)
     results = {
         "train_loss": train_result.training_loss,
         **{k: v for k, v in eval_metrics.items() if k.startswith("eval_")},
         "steps": trainer.state.global_step,
         "train_tokens": tokens_seen,
-        "train_tokens_per_second": tokens_seen / runtime,
+        "train_tokens_per_second": session_tokens / runtime,
         "train_runtime_seconds": runtime,
         "runtime_seconds": time.time() - start,
         "device": str(training_args.device),
