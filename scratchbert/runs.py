@@ -44,7 +44,7 @@ def check_output_dir(training_args: TrainingArguments, run_args: RunArguments):
     output_dir = Path(training_args.output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".write-test"
+        probe = output_dir / f".write-test-{os.getpid()}"  # per process: ranks check at the same time
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
