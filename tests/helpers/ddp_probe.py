@@ -10,7 +10,7 @@ import sys
 
 import torch
 import torch.distributed as dist
-from transformers import Trainer, TrainingArguments
+from transformers import AutoTokenizer, Trainer, TrainingArguments
 
 from scratchbert import ScratchBertConfig, ScratchBertForPreTraining, train_wordpiece_tokenizer
 from scratchbert.corpus import load_documents
@@ -29,16 +29,20 @@ class RecordingTrainer(Trainer):
         return super().training_step(model, inputs, num_items_in_batch)
 
 
+args = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=4, max_steps=1, report_to="none",
+                         save_strategy="no", use_cpu=True, seed=0, ddp_backend="gloo")
 documents = load_documents(corpus="synthetic", synthetic_documents_count=200)
-tokenizer = train_wordpiece_tokenizer(documents["text"], vocab_size=500, model_max_length=64)
+# WordPiece training is not deterministic across processes: rank 0 trains and saves, the other rank loads.
+with args.main_process_first():
+    if args.process_index == 0:
+        train_wordpiece_tokenizer(documents["text"], vocab_size=500, model_max_length=64, save_directory=f"{out_dir}/tokenizer")
+tokenizer = AutoTokenizer.from_pretrained(f"{out_dir}/tokenizer")
 data_args = DataArguments(max_seq_length=64)
 dataset = build_dataset(documents, tokenizer, data_args, seed=0, description="train")
 config = ScratchBertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                            intermediate_size=64, max_position_embeddings=64)
 torch.manual_seed(0)
 model = ScratchBertForPreTraining(config)
-args = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=4, max_steps=1, report_to="none",
-                         save_strategy="no", use_cpu=True, seed=0, ddp_backend="gloo")
 trainer = RecordingTrainer(model=model, args=args, train_dataset=dataset,
                            data_collator=DataCollatorForPretraining(tokenizer=tokenizer))
 trainer.train()
