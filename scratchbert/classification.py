@@ -27,7 +27,8 @@ from .cli import ConfigError, parse_config
 from .configuration_scratchbert import ScratchBertConfig
 from .corpus import CorpusError, load_documents
 from .metrics import load_metric
-from .nsp import build_examples, tokenize_documents
+from .pretraining import DataArguments as PretrainingDataArguments
+from .pretraining import build_dataset
 from .runs import (
     GuardedTrainer,
     RunArguments,
@@ -212,21 +213,13 @@ def nsp_pair_splits(data_args: DataArguments, tokenizer, seed: int) -> datasets.
     source = {"corpus": corpus} if corpus in ("offline", "synthetic") else {"train_file": corpus}
     documents = load_documents(**source, max_documents=data_args.nsp_documents, seed=seed, cache_dir=data_args.cache_dir)
     split = documents.train_test_split(test_size=max(data_args.validation_split_percentage / 100, 1 / len(documents)), seed=seed)
+    # The pretraining pipeline builds the pairs (and caches them); only the label column is renamed.
+    pair_args = PretrainingDataArguments(max_seq_length=data_args.max_seq_length, dupe_factor=data_args.nsp_dupe_factor,
+                                         preprocessing_num_workers=data_args.preprocessing_num_workers)
     out = {}
     for name, docs in (("train", split["train"]), ("validation", split["test"])):
-        sentences = docs.map(tokenize_documents, batched=True, remove_columns=["text"], fn_kwargs={"tokenizer": tokenizer})
-        pairs = sentences.map(
-            build_examples, batched=True, with_indices=True, remove_columns=["sentences"],
-            fn_kwargs=dict(
-                cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
-                max_seq_length=data_args.max_seq_length, dupe_factor=data_args.nsp_dupe_factor,
-                seed=seed + (name == "validation"),
-            ),
-        )
-        pairs = pairs.rename_column("next_sentence_label", "label").remove_columns("special_tokens_mask")
-        if len(pairs) == 0:
-            raise DataError(f"the {corpus} corpus made no sentence pairs for {name}: its documents need 2+ sentences")
-        out[name] = pairs
+        pairs = build_dataset(docs, tokenizer, pair_args, seed + (name == "validation"), f"{corpus} {name}")
+        out[name] = pairs.rename_column("next_sentence_label", "label").remove_columns("special_tokens_mask")
     return datasets.DatasetDict(out)
 
 

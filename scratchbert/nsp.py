@@ -185,11 +185,11 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
         if not self.whole_word_mask:
             return super().torch_call(examples)
         # Offsets in which a "##" piece touches the previous token and every other token leaves a gap.
+        offsets = []
         for example in examples:
             continues = self.is_continuation[np.asarray(example["input_ids"])]
             starts = np.cumsum(np.where(continues, 0, 1)) + np.arange(len(continues))
-            example["offset_mapping"] = np.stack([starts, starts + 1], axis=1).tolist()
-        offsets = [e.pop("offset_mapping") for e in examples]
+            offsets.append(np.stack([starts, starts + 1], axis=1).tolist())
         batch = self.tokenizer.pad(examples, return_tensors="pt", pad_to_multiple_of=self.pad_to_multiple_of)
         width = batch["input_ids"].shape[1]
         offset_mapping = torch.zeros((len(examples), width, 2), dtype=torch.long)
