@@ -187,19 +187,45 @@ def train_and_report_io_errors(trainer: Trainer, checkpoint: str | None):
         ) from None
 
 
+class CurrentStdoutHandler(logging.StreamHandler):
+    """Logs to whatever sys.stdout is when a record is written (test runners and notebooks swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler assigns it; the current sys.stdout always wins
+        pass
+
+
+_run_handlers: list[logging.Handler] = []  # installed by the last setup_logging, replaced by the next
+
+
 def setup_logging(training_args: TrainingArguments, run_args: RunArguments):
-    handlers = [logging.StreamHandler(sys.stdout)]
+    """Log to stdout (and a rotating file), replacing only the handlers an earlier run installed."""
+    root = logging.getLogger()
+    for handler in _run_handlers:
+        root.removeHandler(handler)
+        logging.getLogger("transformers").removeHandler(handler)
+        handler.close()
+    _run_handlers[:] = [CurrentStdoutHandler()]
     if run_args.log_file:
         Path(run_args.log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.RotatingFileHandler(run_args.log_file, maxBytes=10_000_000, backupCount=3))
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, handlers=handlers, force=True
-    )
+        _run_handlers.append(logging.handlers.RotatingFileHandler(run_args.log_file, maxBytes=10_000_000, backupCount=3))
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in _run_handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
     logging.getLogger("scratchbert").setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     level = training_args.get_process_log_level()
     datasets.utils.logging.set_verbosity(max(level, logging.WARNING))
     transformers.utils.logging.set_verbosity(level)
-    for handler in handlers[1:]:  # transformers' own log lines (Trainer progress) go to the file too
+    for handler in _run_handlers[1:]:  # transformers' own log lines (Trainer progress) go to the file too
         transformers.utils.logging.add_handler(handler)
 
 
