@@ -7,6 +7,8 @@ from transformers import PreTrainedConfig
 
 # Activations the encoder and the MLM head accept (names as in transformers.activations.ACT2FN).
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
+POSITION_EMBEDDING_INITS = ("normal", "sinusoidal")
+LAYER_NORM_POSITIONS = ("post", "pre")
 
 
 class ScratchBertConfig(PreTrainedConfig):
@@ -25,7 +27,15 @@ class ScratchBertConfig(PreTrainedConfig):
         max_position_embeddings: longest sequence the learned position embeddings cover.
         type_vocab_size: number of segment (token type) ids; 2 for sentence pairs.
         initializer_range: standard deviation of the normal weight initialisation.
+        position_embedding_init: how a fresh model's learned position embeddings start: "normal" (BERT's,
+            N(0, initializer_range)) or "sinusoidal" (the Transformer's sin/cos table at the same scale). Only the
+            starting point differs, so the layout stays BERT's; "sinusoidal" gives attention a notion of
+            "nearby" from the first step, which a briefly trained BERT otherwise spends long learning.
         layer_norm_eps: epsilon of every LayerNorm.
+        layer_norm_position: "post" (BERT's: x = LN(x + f(x)) in every sub-layer) or "pre" (x = x + f(LN(x)), plus
+            a final LayerNorm after the last layer, as in GPT-2, Cramming and most recent encoders). Pre-LN keeps the
+            residual path free of normalisation, so it trains stably at higher learning rates. It has no BERT layout:
+            `scratchbert.convert` refuses it.
         pad_token_id: id of [PAD]; its embedding row gets no gradient.
         classifier_dropout: dropout before classification heads; `None` means `hidden_dropout_prob`.
         mlm_loss_weight, nsp_loss_weight: pretraining loss = mlm_loss_weight * MLM + nsp_loss_weight * NSP.
@@ -51,7 +61,9 @@ class ScratchBertConfig(PreTrainedConfig):
         max_position_embeddings: int = 512,
         type_vocab_size: int = 2,
         initializer_range: float = 0.02,
+        position_embedding_init: str = "normal",
         layer_norm_eps: float = 1e-12,
+        layer_norm_position: str = "post",
         pad_token_id: int | None = 0,
         classifier_dropout: float | None = None,
         mlm_loss_weight: float = 1.0,
@@ -72,7 +84,9 @@ class ScratchBertConfig(PreTrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.type_vocab_size = type_vocab_size
         self.initializer_range = initializer_range
+        self.position_embedding_init = position_embedding_init
         self.layer_norm_eps = layer_norm_eps
+        self.layer_norm_position = layer_norm_position
         self.classifier_dropout = classifier_dropout
         self.mlm_loss_weight = mlm_loss_weight
         self.nsp_loss_weight = nsp_loss_weight
@@ -111,6 +125,16 @@ class ScratchBertConfig(PreTrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"ScratchBertConfig.{name} must be a non-negative number, got {value!r}")
+        if self.layer_norm_position not in LAYER_NORM_POSITIONS:
+            raise ValueError(
+                f"ScratchBertConfig.layer_norm_position must be one of {', '.join(LAYER_NORM_POSITIONS)}, "
+                f"got {self.layer_norm_position!r}"
+            )
+        if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
+            raise ValueError(
+                f"ScratchBertConfig.position_embedding_init must be one of {', '.join(POSITION_EMBEDDING_INITS)}, "
+                f"got {self.position_embedding_init!r}"
+            )
         if self.hidden_act not in SUPPORTED_ACTIVATIONS:
             raise ValueError(
                 f"ScratchBertConfig.hidden_act must be one of {', '.join(SUPPORTED_ACTIVATIONS)}, "

@@ -186,6 +186,10 @@ def bert_config_to_scratchbert(bert_config: dict) -> ScratchBertConfig:
 def scratchbert_config_to_bert(config: ScratchBertConfig):
     from transformers import BertConfig
 
+    if config.layer_norm_position != "post":
+        raise ConversionError(
+            f"layer_norm_position={config.layer_norm_position!r} has no BERT layout (BERT's layers are post-LayerNorm)"
+        )
     kwargs = {k: getattr(config, k) for k in SHARED_CONFIG_KEYS if getattr(config, k, None) is not None}
     return BertConfig(**kwargs)
 
@@ -339,6 +343,11 @@ def convert_scratchbert_to_bert(src: str | os.PathLike, dst: str | os.PathLike) 
         config = ScratchBertConfig.from_dict(config_dict)
     except ValueError as error:
         raise ConversionError(f"invalid ScratchBert config: {error}") from None
+    if config.layer_norm_position != "post":
+        raise ConversionError(
+            f"{src} uses layer_norm_position={config.layer_norm_position!r}: BERT has post-LayerNorm layers only, "
+            "so this model has no BERT layout to convert to"
+        )
     scratch_head = (config_dict.get("architectures") or ["ScratchBertModel"])[0]
     bert_head = {v: k for k, v in HEAD_CLASSES.items()}.get(scratch_head)
     if bert_head is None:

@@ -48,6 +48,7 @@ class ScratchBertEmbeddings(nn.Module):
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.position_embeddings.is_position_table = True  # _init_weights may start it as a sin/cos table
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -69,6 +70,16 @@ class ScratchBertEmbeddings(nn.Module):
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
         embeddings = embeddings + self.position_embeddings(position_ids)
         return self.dropout(self.layer_norm(embeddings))  # [B, T, H]
+
+
+def sinusoidal_positions(num_positions: int, dim: int, std: float) -> torch.Tensor:
+    """The Transformer's sin/cos position table [P, H], scaled so each entry has standard deviation ~`std`."""
+    position = torch.arange(num_positions, dtype=torch.float32)[:, None]  # [P, 1]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-torch.log(torch.tensor(10000.0)) / dim))
+    table = torch.zeros(num_positions, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table * std * 2**0.5  # sin and cos have standard deviation 1/sqrt(2)
 
 
 def attention_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -152,10 +163,14 @@ class ScratchBertSelfAttention(nn.Module):
 
 
 class ScratchBertLayer(GradientCheckpointingLayer):
-    """Post-LayerNorm transformer layer: x = LN(x + attn(x)); x = LN(x + FFN(x)), as in BERT."""
+    """Post-LayerNorm transformer layer: x = LN(x + attn(x)); x = LN(x + FFN(x)), as in BERT.
+
+    With config.layer_norm_position = "pre": x = x + attn(LN(x)); x = x + FFN(LN(x)) (same parameters, other order).
+    """
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__()
+        self.pre_norm = config.layer_norm_position == "pre"
         self.attention = ScratchBertSelfAttention(config)
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn_in = nn.Linear(config.hidden_size, config.intermediate_size)
@@ -166,6 +181,11 @@ class ScratchBertLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states, attention_mask=None, **kwargs) -> torch.Tensor:
         # hidden_states: [B, T, H], or [N, H] on the unpadded path; everything but attention is per token.
+        if self.pre_norm:
+            attention_output, _ = self.attention(self.attention_norm(hidden_states), attention_mask, **kwargs)
+            hidden_states = hidden_states + self.dropout(attention_output)
+            ffn_output = self.ffn_out(self.act(self.ffn_in(self.ffn_norm(hidden_states))))  # [B, T, I] -> [B, T, H]
+            return hidden_states + self.dropout(ffn_output)
         attention_output, _ = self.attention(hidden_states, attention_mask, **kwargs)
         hidden_states = self.attention_norm(hidden_states + self.dropout(attention_output))
         ffn_output = self.ffn_out(self.act(self.ffn_in(hidden_states)))  # [B, T, I] -> [B, T, H]
@@ -242,6 +262,10 @@ class ScratchBertPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding) and getattr(module, "is_position_table", False) and (
+            self.config.position_embedding_init == "sinusoidal"
+        ):
+            init.copy_(module.weight, sinusoidal_positions(*module.weight.shape, std=std).to(module.weight.dtype))
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=std)
             # Slicing drops the "already loaded" flag, so check it here.
@@ -280,6 +304,10 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         super().__init__(config)
         self.embeddings = ScratchBertEmbeddings(config)
         self.layers = nn.ModuleList([ScratchBertLayer(config) for _ in range(config.num_hidden_layers)])
+        # Pre-LN layers leave their output unnormalised: one LayerNorm closes the stack.
+        self.final_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.layer_norm_position == "pre" else None
+        )
         self.pooler = ScratchBertPooler(config) if add_pooling_layer else None
         self.gradient_checkpointing = False
         self.post_init()
@@ -338,6 +366,8 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, unpadded=unpadded)
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention_mask, output_attentions=output_attentions, unpadded=unpadded)
+        if self.final_norm is not None:
+            hidden_states = self.final_norm(hidden_states)
         if unpadded is not None:
             hidden_states = unpadded.pad(hidden_states)  # [N, H] -> [B, T, H], zeros at padding
         pooled_output = self.pooler(hidden_states) if self.pooler is not None else None  # [B, H]

@@ -22,6 +22,7 @@ on a streamed corpus.
 
 import hashlib
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,7 +165,13 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     epoch: int = 0
 
     def __post_init__(self):
-        super().__post_init__()
+        # transformers' collator forces 100 % [MASK] under whole-word masking; Google's applies 80/10/10 to each
+        # token of a chosen word. Keep the configured split: torch_mask_tokens applies it per token either way.
+        replace_probs = (self.mask_replace_prob, self.random_replace_prob)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Random token replacement is not supported")
+            super().__post_init__()
+        self.mask_replace_prob, self.random_replace_prob = (float(p) for p in replace_probs)
         if self.whole_word_mask:
             vocab = self.tokenizer.get_vocab()
             self.is_continuation = np.zeros(len(self.tokenizer), dtype=bool)
@@ -180,6 +187,8 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
         return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if "labels" in examples[0]:  # masked once already (the evaluation set): pad, never mask again
+            return self.pad_premasked(examples)
         if self.seed is not None:
             self.generator = self.batch_generator(examples)
         if not self.whole_word_mask:
@@ -200,6 +209,49 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
             batch["input_ids"], special_tokens_mask=special_tokens_mask, offset_mapping=offset_mapping
         )
         return batch
+
+    def pad_premasked(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        labels = [example["labels"] for example in examples]
+        batch = self.tokenizer.pad(
+            [{k: v for k, v in example.items() if k != "labels"} for example in examples],
+            return_tensors="pt", pad_to_multiple_of=self.pad_to_multiple_of,
+        )
+        width = batch["input_ids"].shape[1]
+        batch["labels"] = torch.tensor([row + [-100] * (width - len(row)) for row in labels], dtype=torch.long)
+        batch.pop("special_tokens_mask", None)
+        return batch
+
+
+EVAL_MLM_PROBABILITY = 0.15  # evaluation masks as BERT reports them, whatever the training mask rate
+
+
+def mask_for_evaluation(
+    batch: dict[str, list],
+    indices: list[int],
+    mask_token_id: int,
+    vocab_size: int,
+    seed: int,
+    mlm_probability: float = EVAL_MLM_PROBABILITY,
+) -> dict[str, list]:
+    """A batched `datasets.map` function that masks evaluation examples once, for good: 15 %, 80/10/10.
+
+    Each example draws from a generator seeded by (seed, its index), so the same held-out examples get the
+    same masks in every run, however long it trains and whatever it trains with. Adds `labels` (the original
+    id at chosen positions, -100 elsewhere); special tokens are never chosen.
+    """
+    out = {"input_ids": [], "labels": []}
+    for input_ids, special, index in zip(batch["input_ids"], batch["special_tokens_mask"], indices):
+        rng = np.random.default_rng([seed, index])
+        ids = np.asarray(input_ids, dtype=np.int64)
+        chosen = (rng.random(len(ids)) < mlm_probability) & (np.asarray(special) == 0)
+        action = rng.random(len(ids))  # < 0.8: [MASK]; < 0.9: a random token; else: unchanged
+        random_ids = rng.integers(0, vocab_size, len(ids))
+        labels = np.where(chosen, ids, -100)
+        masked = np.where(chosen & (action < 0.8), mask_token_id, ids)
+        masked = np.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, masked)
+        out["input_ids"].append(masked.tolist())
+        out["labels"].append(labels.tolist())
+    return out
 
 
 class MaskingEpochCallback(TrainerCallback):

@@ -5,9 +5,10 @@ train one), turn documents into masked-LM + NSP examples (cached by `datasets`),
 evaluate, and export a folder that loads anywhere (weights, tokenizer, remote code, model card, results).
 """
 
+import dataclasses
+import functools
 import json
 import logging
-import logging.handlers
 import math
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import torch
 import torch.nn.functional as F
 import transformers
 from transformers import AutoModelForPreTraining, AutoTokenizer, TrainingArguments
@@ -35,7 +37,15 @@ from .runs import (
 )
 from .configuration_scratchbert import ScratchBertConfig
 from .corpus import CorpusError, load_documents
-from .nsp import DataCollatorForPretraining, MaskingEpochCallback, build_examples, tokenize_documents
+from .curves import write_training_curves
+from .nsp import (
+    EVAL_MLM_PROBABILITY,
+    DataCollatorForPretraining,
+    MaskingEpochCallback,
+    build_examples,
+    mask_for_evaluation,
+    tokenize_documents,
+)
 from .tokenization import train_wordpiece_tokenizer
 
 logger = logging.getLogger("scratchbert.pretraining")
@@ -67,6 +77,13 @@ class ModelArguments:
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     max_position_embeddings: int = 512
+    initializer_range: float = 0.02
+    layer_norm_position: str = field(
+        default="post", metadata={"help": "post (BERT's) or pre (pre-LayerNorm layers + a final LayerNorm; not convertible to BERT)"}
+    )
+    position_embedding_init: str = field(
+        default="normal", metadata={"help": "normal (BERT's) or sinusoidal: how fresh position embeddings start"}
+    )
     mlm_loss_weight: float = 1.0
     nsp_loss_weight: float = 1.0
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
@@ -93,6 +110,10 @@ class DataArguments:
         default=5.0, metadata={"help": "Percent of documents held out for evaluation"}
     )
     max_eval_documents: int | None = field(default=None, metadata={"help": "Cap on held-out documents"})
+    eval_seed: int = field(
+        default=42,
+        metadata={"help": "Seed of the held-out split, its pairs and its fixed masks: keep it to compare runs"},
+    )
     max_seq_length: int = 128
     short_seq_prob: float = field(default=0.1, metadata={"help": "Probability of a shorter target length, as in BERT"})
     dupe_factor: int = field(default=1, metadata={"help": "Times each document is used, with different pairs"})
@@ -108,7 +129,16 @@ class DataArguments:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, train_documents):
+def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, train_documents, checkpoint: str | None = None):
+    """The checkpoint's tokenizer when resuming; else `tokenizer_name` or the model's; else a trained WordPiece.
+
+    A resumed run never trains a new one: WordPiece training is not deterministic, and a vocabulary with other
+    ids would silently scramble the embeddings the checkpoint learned.
+    """
+    if checkpoint is not None:
+        if not (Path(checkpoint) / "tokenizer_config.json").is_file():
+            raise ConfigError(f"checkpoint {checkpoint} holds no tokenizer; cannot resume with the vocabulary it was trained on")
+        return AutoTokenizer.from_pretrained(checkpoint)
     source = model_args.tokenizer_name or model_args.model_name_or_path
     if source:
         try:
@@ -154,7 +184,10 @@ def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, train_do
 
 
 def split_documents(documents, data_args: DataArguments, seed: int):
-    """Hold out whole documents for evaluation, so no eval pair shares a document with training."""
+    """Hold out whole documents for evaluation, so no eval pair shares a document with training.
+
+    `seed` should be `eval_seed`, not the training seed: runs that differ in training keep one held-out set.
+    """
     if data_args.streaming:
         n_eval = data_args.max_eval_documents or 1000
         return documents.skip(n_eval), documents.take(n_eval)
@@ -221,6 +254,31 @@ def build_dataset(documents, tokenizer, data_args: DataArguments, seed: int, des
     return examples
 
 
+def build_eval_dataset(documents, tokenizer, data_args: DataArguments):
+    """Held-out documents -> examples masked once and for all (15 %, 80/10/10, seeded by `eval_seed`).
+
+    One pass over the documents (no dupe_factor) and masks independent of training: every run on the same
+    documents, tokenizer and max_seq_length is scored on exactly the same positions, however long it trained.
+    """
+    from datasets.fingerprint import Hasher
+
+    eval_args = dataclasses.replace(data_args, dupe_factor=1)
+    examples = build_dataset(documents, tokenizer, eval_args, data_args.eval_seed, "eval")
+    mask_kwargs = {
+        "mask_token_id": tokenizer.mask_token_id, "vocab_size": len(tokenizer), "seed": data_args.eval_seed,
+    }
+    extra = {}
+    if not data_args.streaming:
+        extra = dict(
+            desc="eval: masking once",
+            new_fingerprint=Hasher.hash(("eval-masks-v1", examples._fingerprint, sorted(mask_kwargs.items()))),
+        )
+    return examples.map(
+        mask_for_evaluation, batched=True, with_indices=True, remove_columns=["special_tokens_mask"],
+        fn_kwargs=mask_kwargs, **extra,
+    )
+
+
 def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments):
     vocab_size = len(tokenizer)
     if model_args.model_name_or_path:
@@ -252,6 +310,9 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
                 hidden_dropout_prob=model_args.hidden_dropout_prob,
                 attention_probs_dropout_prob=model_args.attention_probs_dropout_prob,
                 max_position_embeddings=model_args.max_position_embeddings,
+                initializer_range=model_args.initializer_range,
+                layer_norm_position=model_args.layer_norm_position,
+                position_embedding_init=model_args.position_embedding_init,
                 pad_token_id=tokenizer.pad_token_id,
                 mlm_loss_weight=model_args.mlm_loss_weight,
                 nsp_loss_weight=model_args.nsp_loss_weight,
@@ -275,39 +336,139 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def reduce_logits_for_metrics(logits, labels):
-    """Per batch, keep what the metrics need instead of [B, T, V] logits: predictions and per-token MLM loss."""
-    prediction_logits, nsp_logits = logits[0], logits[1]
-    mlm_labels = labels[0] if isinstance(labels, (tuple, list)) else labels
-    token_loss = F.cross_entropy(
-        prediction_logits.float().transpose(1, 2), mlm_labels, ignore_index=-100, reduction="none"
-    )  # [B, T], 0 where unlabelled
-    return prediction_logits.argmax(-1), token_loss, nsp_logits.float()
+class PretrainingTrainer(GuardedTrainer):
+    """Evaluates masked LM at the labelled positions alone: the MLM head runs on [N, H], never on [B, T, H].
+
+    Dense [B, T, V] logits for every position cost most of an evaluation and are thrown away; what the metrics
+    need is, per labelled position, the prediction and its loss, plus the input token (was it [MASK]?).
+    """
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        model = self.accelerator.unwrap_model(model)
+        labels = inputs["labels"]  # [B, T], -100 where not chosen
+        nsp_labels = inputs.get("next_sentence_label")  # [B] or None (mlm_only)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            encoded = model.scratchbert(
+                input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                token_type_ids=inputs.get("token_type_ids"), return_dict=True,
+            )
+            chosen = labels != -100
+            logits = model.mlm_head(encoded.last_hidden_state[chosen]).float()  # [N, H] -> [N, V]
+            token_loss = F.cross_entropy(logits, labels[chosen], reduction="none")  # [N]
+            nsp_logits = model.nsp_head(encoded.pooler_output).float() if nsp_labels is not None else None  # [B, 2]
+        predictions = torch.full_like(labels, -100)
+        predictions[chosen] = logits.argmax(-1)
+        per_position_loss = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+        per_position_loss[chosen] = token_loss
+        loss = model.config.mlm_loss_weight * token_loss.mean() if token_loss.numel() else token_loss.sum()
+        if nsp_logits is not None:
+            loss = loss + model.config.nsp_loss_weight * F.cross_entropy(nsp_logits, nsp_labels.reshape(-1))
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        outputs = (predictions, per_position_loss, inputs["input_ids"])
+        if nsp_logits is not None:
+            outputs += (nsp_logits,)
+            return loss.detach(), outputs, (labels, nsp_labels)
+        return loss.detach(), outputs, labels
 
 
-def compute_pretraining_metrics(eval_prediction) -> dict[str, float]:
-    """MLM loss / accuracy / perplexity and the most-frequent-token baseline; NSP loss / accuracy when present."""
-    mlm_predictions, token_loss, nsp_logits = eval_prediction.predictions
+def compute_pretraining_metrics(eval_prediction, mask_token_id: int) -> dict[str, float]:
+    """Held-out MLM and NSP figures, each beside the trivial predictor it must beat.
+
+    Over the chosen (labelled) positions: `mlm_accuracy` (as BERT reports it) and
+    `mlm_copy_baseline_accuracy` (copy the input token, or the most frequent token where the input is [MASK]:
+    the 10 % of chosen positions left unchanged give their answer away). At [MASK] positions only:
+    `mlm_masked_accuracy` and `mlm_unigram_accuracy` (always the most frequent token there). `mlm_loss` is the
+    mean cross-entropy over chosen positions and `mlm_unigram_loss` the entropy of their tokens' frequencies:
+    a model that only learned word frequencies sits on these lines.
+    """
+    mlm_predictions, token_loss, input_ids = eval_prediction.predictions[:3]
     label_ids = eval_prediction.label_ids
     mlm_labels, nsp_labels = (label_ids if isinstance(label_ids, (tuple, list)) else (label_ids, None))[:2]
-    labelled = mlm_labels != -100
-    n = max(int(labelled.sum()), 1)
-    mlm_loss = float(token_loss[labelled].sum() / n)
-    counts = np.bincount(mlm_labels[labelled].astype(np.int64)) if labelled.any() else np.array([0])
+    chosen = mlm_labels != -100
+    at_mask = chosen & (input_ids == mask_token_id)
+    n_chosen, n_mask = max(int(chosen.sum()), 1), max(int(at_mask.sum()), 1)
+    targets = mlm_labels[chosen].astype(np.int64)
+    frequencies = np.bincount(targets) / n_chosen if chosen.any() else np.array([1.0])
+    mask_targets = mlm_labels[at_mask].astype(np.int64)
+    most_frequent = int(np.bincount(mask_targets).argmax()) if at_mask.any() else 0
+    copy_predictions = np.where(input_ids == mask_token_id, most_frequent, input_ids)
+    mlm_loss = float(token_loss[chosen].sum() / n_chosen)
     metrics = {
+        "mlm_masked_accuracy": float((mlm_predictions[at_mask] == mlm_labels[at_mask]).sum() / n_mask),
+        "mlm_unigram_accuracy": float((mask_targets == most_frequent).sum() / n_mask),
+        "mlm_accuracy": float((mlm_predictions[chosen] == mlm_labels[chosen]).sum() / n_chosen),
+        "mlm_copy_baseline_accuracy": float((copy_predictions[chosen] == mlm_labels[chosen]).sum() / n_chosen),
         "mlm_loss": mlm_loss,
-        "mlm_accuracy": float((mlm_predictions[labelled] == mlm_labels[labelled]).sum() / n),
-        "mlm_baseline_accuracy": float(counts.max() / n),
+        "mlm_unigram_loss": float(-(frequencies[frequencies > 0] * np.log(frequencies[frequencies > 0])).sum()),
         "perplexity": float(math.exp(min(mlm_loss, 50))),
-        "masked_tokens": int(labelled.sum()),
+        "masked_tokens": int(chosen.sum()),
     }
     if nsp_labels is not None:
+        nsp_logits = eval_prediction.predictions[3]
         nsp_labels = nsp_labels.reshape(-1).astype(np.int64)
         logits = nsp_logits.reshape(-1, 2)[: len(nsp_labels)]
         log_probs = logits - np.logaddexp(logits[:, 0], logits[:, 1])[:, None]
         metrics["nsp_loss"] = float(-log_probs[np.arange(len(nsp_labels)), nsp_labels].mean())
         metrics["nsp_accuracy"] = float((logits.argmax(-1) == nsp_labels).mean())
     return metrics
+
+
+def load_documents_and_tokenizer(model_args, data_args, training_args, checkpoint: str | None = None):
+    """The corpus split into training and held-out documents, and the tokenizer (see get_tokenizer)."""
+    documents = load_documents(
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        train_file=data_args.train_file,
+        corpus=data_args.corpus,
+        text_column=data_args.text_column,
+        streaming=data_args.streaming,
+        max_documents=data_args.max_documents,
+        synthetic_documents_count=data_args.synthetic_documents,
+        seed=training_args.seed,
+        cache_dir=data_args.cache_dir,
+    )
+    train_documents, eval_documents = split_documents(documents, data_args, data_args.eval_seed)
+    with training_args.main_process_first(desc="training the tokenizer"):
+        tokenizer = get_tokenizer(model_args, data_args, train_documents, checkpoint)
+    return tokenizer, train_documents, eval_documents
+
+
+def build_datasets(train_documents, eval_documents, tokenizer, data_args, training_args):
+    """Training examples (masked per batch by the collator) and the held-out examples (masked once, here)."""
+    with training_args.main_process_first(desc="building the datasets"):
+        train_dataset = build_dataset(train_documents, tokenizer, data_args, training_args.seed, "train")
+        eval_dataset = build_eval_dataset(eval_documents, tokenizer, data_args)
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ConfigError("a streamed corpus has no length: set max_steps")
+    if not data_args.streaming:
+        logger.info("%d training and %d evaluation examples", len(train_dataset), len(eval_dataset))
+    if data_args.mlm_probability != EVAL_MLM_PROBABILITY:
+        logger.info(
+            "Training masks %g %% of tokens; evaluation stays at %g %% so runs compare",
+            100 * data_args.mlm_probability, 100 * EVAL_MLM_PROBABILITY,
+        )
+    return train_dataset, eval_dataset
+
+
+def build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_args, training_args):
+    train_collator = DataCollatorForPretraining(
+        tokenizer=tokenizer, mlm_probability=data_args.mlm_probability, whole_word_mask=data_args.whole_word_mask,
+        seed=training_args.seed,
+    )
+    return PretrainingTrainer(
+        on_nonfinite_loss=run_args.on_nonfinite_loss,
+        max_train_minutes=run_args.max_train_minutes,
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=train_collator,
+        callbacks=[MaskingEpochCallback(train_collator)],
+        processing_class=tokenizer,
+        compute_metrics=functools.partial(compute_pretraining_metrics, mask_token_id=tokenizer.mask_token_id),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -326,6 +487,10 @@ def write_model_card(output_dir: Path, results: dict, model_args, data_args, tra
     config = json.loads((output_dir / "config.json").read_text())
     objective = "masked language modelling" if data_args.mlm_only else "masked language modelling + next sentence prediction"
     metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items())
+    curves = (
+        "\n## Training curves\n\n![training loss and held-out masked accuracy against tokens seen](training_curves.png)\n"
+        if (output_dir / "training_curves.png").is_file() else ""
+    )
     card = f"""---
 library_name: transformers
 tags:
@@ -336,7 +501,7 @@ tags:
 
 # ScratchBert ({config['hidden_size']} hidden, {config['num_hidden_layers']} layers, {config['num_attention_heads']} heads)
 
-A BERT encoder pretrained from scratch with [ScratchBert](https://github.com/) on {source},
+A BERT encoder pretrained from scratch with ScratchBert on {source},
 with {objective}: max sequence length {data_args.max_seq_length}, {results.get('steps')} steps of
 {training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps} sequences per device,
 learning rate {training_args.learning_rate}{f', config `{config_path}`' if config_path else ''}.
@@ -347,8 +512,13 @@ learning rate {training_args.learning_rate}{f', config `{config_path}`' if confi
 |---|---|
 {metrics}
 
-`eval_mlm_baseline_accuracy` is the accuracy of always predicting the most frequent masked token.
-
+Each figure stands beside the trivial predictor it must beat. The held-out examples are masked once
+(15 %, 80/10/10, a fixed seed), the same for every run on these documents and this tokenizer.
+`eval_mlm_masked_accuracy` is measured at [MASK] positions only, against `eval_mlm_unigram_accuracy`
+(always the most frequent token there); `eval_mlm_accuracy` counts every chosen position, as BERT reports it,
+against `eval_mlm_copy_baseline_accuracy` (copy the input token unless it is [MASK]). `eval_mlm_loss` compares
+with `eval_mlm_unigram_loss`, the loss of predicting word frequencies alone.
+{curves}
 ## Load it
 
 The folder carries its own code, so it loads without ScratchBert installed:
@@ -395,48 +565,12 @@ def run(argv: list[str] | None = None) -> dict:
     training_args.remove_unused_columns = False  # the collator consumes special_tokens_mask; nothing else is extra
     transformers.set_seed(training_args.seed)
 
-    documents = load_documents(
-        dataset_name=data_args.dataset_name,
-        dataset_config_name=data_args.dataset_config_name,
-        train_file=data_args.train_file,
-        corpus=data_args.corpus,
-        text_column=data_args.text_column,
-        streaming=data_args.streaming,
-        max_documents=data_args.max_documents,
-        synthetic_documents_count=data_args.synthetic_documents,
-        seed=training_args.seed,
-        cache_dir=data_args.cache_dir,
+    tokenizer, train_documents, eval_documents = load_documents_and_tokenizer(
+        model_args, data_args, training_args, checkpoint
     )
-    train_documents, eval_documents = split_documents(documents, data_args, training_args.seed)
-    with training_args.main_process_first(desc="training the tokenizer"):
-        tokenizer = get_tokenizer(model_args, data_args, train_documents)
-    model = build_model(model_args, tokenizer, data_args)
-
-    with training_args.main_process_first(desc="building the datasets"):
-        train_dataset = build_dataset(train_documents, tokenizer, data_args, training_args.seed, "train")
-        eval_dataset = build_dataset(eval_documents, tokenizer, data_args, training_args.seed + 1, "eval")
-    if data_args.streaming and training_args.max_steps <= 0:
-        raise ConfigError("a streamed corpus has no length: set max_steps")
-    if not data_args.streaming:
-        logger.info("%d training and %d evaluation examples", len(train_dataset), len(eval_dataset))
-
-    collator_kwargs = dict(
-        tokenizer=tokenizer, mlm_probability=data_args.mlm_probability, whole_word_mask=data_args.whole_word_mask,
-        seed=training_args.seed,
-    )
-    train_collator = DataCollatorForPretraining(**collator_kwargs)
-    trainer = GuardedTrainer(
-        on_nonfinite_loss=run_args.on_nonfinite_loss,
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        data_collator=train_collator,
-        callbacks=[MaskingEpochCallback(train_collator)],
-        processing_class=tokenizer,
-        compute_metrics=compute_pretraining_metrics,
-        preprocess_logits_for_metrics=reduce_logits_for_metrics,
-    )
+    model = build_model(model_args, tokenizer, data_args)  # before preprocessing: a bad model config fails fast
+    train_dataset, eval_dataset = build_datasets(train_documents, eval_documents, tokenizer, data_args, training_args)
+    trainer = build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_args, training_args)
     train_result = train_and_report_io_errors(trainer, checkpoint)
     eval_metrics = trainer.evaluate()
 
@@ -459,6 +593,7 @@ def run(argv: list[str] | None = None) -> dict:
         "config": config_path,
     }
     if trainer.is_world_process_zero():
+        write_training_curves(trainer.state.log_history, output_dir / "training_curves.png", title=output_dir.name)
         write_model_card(output_dir, results, model_args, data_args, training_args, config_path)
         publish_results(output_dir, results, run_args, training_args, push_to_hub)
     return results

@@ -1,20 +1,24 @@
 """What both training scripts share: run options, output-folder checks, logging, checkpoints, the Hub."""
 
+import json
 import logging
 import logging.handlers
+import math
 import os
+import re
 import shutil
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import json
-import re
 
 import datasets
 import torch
 import transformers
-from transformers import Trainer, TrainingArguments
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ExportableState
 
 from .cli import ConfigError
 
@@ -34,6 +38,15 @@ class RunArguments:
         metadata={"help": "When the loss is NaN or inf: stop (naming the step) or skip (drop that optimizer step)",
                   "choices": ["stop", "skip"]},
     )
+    max_train_minutes: float | None = field(
+        default=None,
+        metadata={"help": "End training after this many minutes of training (evaluation not counted), with the "
+                          "learning-rate schedule laid over the budget; max_steps / epochs still cap the run"},
+    )
+
+    def __post_init__(self):
+        if self.max_train_minutes is not None and not self.max_train_minutes > 0:
+            raise ValueError(f"max_train_minutes must be a positive number of minutes, got {self.max_train_minutes}")
 
 
 class TrainingFailure(RuntimeError):
@@ -106,18 +119,127 @@ def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     return value
 
 
+class TimeBudget(TrainerCallback, ExportableState):
+    """A training clock: stops training once `minutes` of it have passed, and tells the schedule how far it is.
+
+    Evaluation is not counted (`paused`). The time already used is saved in every checkpoint's
+    trainer_state.json (as a stateful callback), so a resumed run spends only what is left of the budget.
+    """
+
+    def __init__(self, minutes: float):
+        self.minutes = minutes
+        self.elapsed_seconds = 0.0  # training time used before this session's clock started (earlier sessions)
+        self._started: float | None = None
+        self._paused_seconds = 0.0
+
+    def elapsed(self) -> float:
+        if self._started is None:
+            return self.elapsed_seconds
+        return self.elapsed_seconds + time.monotonic() - self._started - self._paused_seconds
+
+    def fraction(self) -> float:
+        """Share of the budget used, in [0, 1]."""
+        return min(self.elapsed() / (60 * self.minutes), 1.0)
+
+    @contextmanager
+    def paused(self):
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self._paused_seconds += time.monotonic() - start
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = state.stateful_callbacks.get(type(self).__name__)  # a resumed run's checkpoint holds the clock
+        if isinstance(saved, dict):
+            self.elapsed_seconds = float(saved.get("attributes", {}).get("elapsed_seconds", 0.0))
+        self._started, self._paused_seconds = time.monotonic(), 0.0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.fraction() >= 1.0:
+            control.should_training_stop = True
+            logger.info("Time budget of %g minutes reached at step %d", self.minutes, state.global_step)
+
+    def state(self) -> dict:
+        return {"args": {"minutes": self.minutes}, "attributes": {"elapsed_seconds": self.elapsed()}}
+
+
+BUDGET_SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup", "warmup_stable_decay")
+
+
+def budget_lr_lambda(budget: TimeBudget, args: TrainingArguments, num_training_steps: int):
+    """The learning-rate factor of a time-budgeted run, laid over the budget instead of a step count.
+
+    Progress p is the share of the budget used (or of the steps, if max_steps / epochs end the run first).
+    Warmup: `warmup_steps` >= 1 counts optimizer steps; below 1 it is a share of the budget, so
+    `linear` with warmup_steps 0.5 is a one-cycle (triangular) schedule. After warmup: `linear` decays to 0
+    at p = 1, `cosine` along a half cosine, `warmup_stable_decay` holds the peak and decays linearly over the
+    last `decay_fraction` of the budget (lr_scheduler_kwargs, default 0.2), `constant*` holds it.
+    """
+    kind = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+    if kind not in BUDGET_SCHEDULES:
+        raise ConfigError(
+            f"lr_scheduler_type={kind} cannot be laid over a time budget; use one of {', '.join(BUDGET_SCHEDULES)}"
+        )
+    kwargs = args.lr_scheduler_kwargs if isinstance(args.lr_scheduler_kwargs, dict) else {}
+    decay_fraction = float(kwargs.get("decay_fraction", 0.2))
+    warmup_share = args.warmup_steps if 0 < args.warmup_steps < 1 else 0.0
+    warmup_steps = int(args.warmup_steps) if args.warmup_steps >= 1 else 0
+
+    def lr_factor(step: int) -> float:
+        p = max(budget.fraction(), step / max(num_training_steps, 1))
+        warm = 1.0
+        if warmup_steps:
+            warm = min(1.0, step / warmup_steps)
+        elif warmup_share:
+            warm = min(1.0, p / warmup_share)
+        after = min(max((p - warmup_share) / (1 - warmup_share), 0.0), 1.0)  # progress after warmup, in [0, 1]
+        if kind == "linear":
+            decay = 1.0 - after
+        elif kind == "cosine":
+            decay = 0.5 * (1.0 + math.cos(math.pi * after))
+        elif kind == "warmup_stable_decay":
+            decay = min(1.0, (1.0 - p) / decay_fraction) if decay_fraction > 0 else 1.0
+        else:
+            decay = 1.0
+        return max(0.0, min(warm, decay))
+
+    return lr_factor
+
+
 class GuardedTrainer(Trainer):
-    """transformers' Trainer that notices a NaN or infinite loss at the step it happens.
+    """transformers' Trainer that notices a NaN or infinite loss at the step it happens, and keeps a time budget.
 
     on_nonfinite_loss="stop" raises TrainingFailure naming the step (checkpoints already written stay good);
     "skip" drops that optimizer step (gradients zeroed, weights untouched) and goes on.
+    max_train_minutes ends training at that much training time, with the learning rate scheduled over it
+    (as academic-budget-bert and Cramming do), rather than over a guessed number of steps.
     """
 
-    def __init__(self, *args, on_nonfinite_loss: str = "stop", **kwargs):
+    def __init__(self, *args, on_nonfinite_loss: str = "stop", max_train_minutes: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.on_nonfinite_loss = on_nonfinite_loss
         self.skipped_steps: list[int] = []
         self._skip_this_step = False
+        self.time_budget = TimeBudget(max_train_minutes) if max_train_minutes else None
+        if self.time_budget is not None:
+            budget_lr_lambda(self.time_budget, self.args, 1)  # an unsupported schedule fails now, before any work
+            self.add_callback(self.time_budget)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.time_budget is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        self.lr_scheduler = LambdaLR(
+            optimizer or self.optimizer, budget_lr_lambda(self.time_budget, self.args, num_training_steps)
+        )
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def evaluate(self, *args, **kwargs):
+        if self.time_budget is None:
+            return super().evaluate(*args, **kwargs)
+        with self.time_budget.paused():  # evaluation does not spend the training budget
+            return super().evaluate(*args, **kwargs)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

@@ -28,3 +28,29 @@ def test_benchmark_reports_every_figure(tmp_path):
         assert row["scratchbert"] > 0 and row["transformers"] > 0
         assert abs(row["ratio"] - row["scratchbert"] / row["transformers"]) < 1e-9
     assert report["matmul_peak_flops"]["fp32"] > 0
+
+
+@pytest.mark.slow
+def test_quality_benchmark_trains_both_models_on_one_budget(tmp_path):
+    out = tmp_path / "quality.json"
+    tiny = ["--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
+            "--max_position_embeddings", "64", "--max_seq_length", "64", "--vocab_size", "400", "--dupe_factor", "1",
+            "--per_device_train_batch_size", "8", "--max_steps", "6", "--bf16", "false", "--use_cpu", "true"]
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "quality_vs_transformers.py"), "--config",
+         str(REPO_ROOT / "configs" / "pretrain_offline.yaml"), "--minutes", "5", "--output_dir", str(tmp_path / "out"),
+         "--json", str(out), *tiny],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    figures = {row["figure"]: row for row in report["rows"]}
+    assert {"train_tokens", "eval_mlm_masked_accuracy", "eval_mlm_loss"} <= set(figures)
+    # max_steps ends both runs first here: the same steps, the same tokens, different but comparable scores.
+    assert figures["steps"]["scratchbert"] == figures["steps"]["transformers"] == 6
+    assert figures["train_tokens"]["ratio"] == 1.0
+    for row in report["rows"]:
+        assert row["scratchbert"] > 0 and row["transformers"] > 0
+    assert "ratio" in done.stdout or "x" in done.stdout
+    # Same weights, data, masks and steps: the two implementations must have learned the same function.
+    assert abs(figures["eval_mlm_loss"]["ratio"] - 1) < 0.01

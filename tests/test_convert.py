@@ -240,3 +240,24 @@ def test_command_line(tmp_path):
     assert done.returncode == 0, done.stderr
     failed = run("bert-to-scratchbert", str(tmp_path / "nowhere"), str(tmp_path / "x"))
     assert failed.returncode == 2 and "error: " in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_pre_layernorm_models_have_no_bert_layout_and_are_refused(tmp_path):
+    model = scratchbert.ScratchBertForPreTraining(tiny_config(layer_norm_position="pre"))
+    model.save_pretrained(tmp_path / "pre")
+    with pytest.raises(ConversionError, match="layer_norm_position='pre'.*no BERT layout"):
+        convert_scratchbert_to_bert(tmp_path / "pre", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConversionError, match="no BERT layout"):
+        convert.scratchbert_config_to_bert(model.config)
+
+
+def test_sinusoidal_position_init_keeps_the_bert_layout():
+    config = tiny_config(position_embedding_init="sinusoidal")
+    model = scratchbert.ScratchBertForPreTraining(config).eval()
+    bert = transformers.BertForPreTraining(convert.scratchbert_config_to_bert(config)).eval()
+    bert.load_state_dict(convert.scratchbert_to_bert_state_dict(model.state_dict()), strict=False)
+    batch = make_batch(config)
+    with torch.no_grad():
+        ours, theirs = model(**batch).prediction_logits, bert(**batch).prediction_logits
+    assert torch.allclose(ours, theirs, atol=1e-5)

@@ -394,3 +394,59 @@ def test_bf16_autocast_keeps_the_loss_in_fp32_and_close(config):
     assert out.prediction_logits.dtype == torch.bfloat16  # the matmuls ran in bf16
     assert out.loss.dtype == torch.float32  # the loss did not
     torch.testing.assert_close(out.loss, reference, rtol=2e-2, atol=2e-2)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Options for fast pretraining: sinusoidal position init, pre-LayerNorm layers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_sinusoidal_position_init_is_a_scaled_sin_cos_table_and_only_a_start(tmp_path):
+    config = tiny_config(position_embedding_init="sinusoidal", initializer_range=0.02)
+    model = ScratchBertForPreTraining(config)
+    table = model.scratchbert.embeddings.position_embeddings.weight.detach().clone()
+    scale = 0.02 * 2**0.5
+    position, dim = 3, config.hidden_size
+    assert table[position, 0].item() == pytest.approx(scale * torch.sin(torch.tensor(3.0)).item(), abs=1e-6)
+    assert table[position, 1].item() == pytest.approx(scale * torch.cos(torch.tensor(3.0)).item(), abs=1e-6)
+    assert table[0, 1::2].allclose(torch.full((dim // 2,), scale))
+    # The word embeddings keep BERT's normal draw, and a saved model loads its trained table, not the init.
+    assert abs(model.scratchbert.embeddings.word_embeddings.weight.std().item() - 0.02) < 0.005
+    with torch.no_grad():
+        model.scratchbert.embeddings.position_embeddings.weight.add_(1.0)
+    model.save_pretrained(tmp_path)
+    loaded = ScratchBertForPreTraining.from_pretrained(tmp_path)
+    assert torch.equal(loaded.scratchbert.embeddings.position_embeddings.weight, table + 1.0)
+
+
+def test_pre_layernorm_layers_by_hand(config):
+    config = tiny_config(layer_norm_position="pre")
+    model = ScratchBertModel(config).eval()
+    batch = make_batch(config, pad_last=False)
+    with torch.no_grad():
+        x = model.embeddings(batch["input_ids"], batch["token_type_ids"])
+        for layer in model.layers:
+            attention_output, _ = layer.attention(layer.attention_norm(x))
+            x = x + attention_output
+            x = x + layer.ffn_out(layer.act(layer.ffn_in(layer.ffn_norm(x))))
+        expected = model.final_norm(x)
+        assert torch.allclose(model(**batch).last_hidden_state, expected, atol=1e-6)
+    assert ScratchBertModel(tiny_config()).final_norm is None, "BERT's post-LN layout has no final LayerNorm"
+
+
+def test_pre_layernorm_unpadded_path_equals_padded_path():
+    config = tiny_config(layer_norm_position="pre")
+    model = ScratchBertForPreTraining(config).eval()
+    batch = make_batch(config)
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        padded = model(**batch).prediction_logits
+        model.config.unpad_inputs = True
+        unpadded = model(**batch).prediction_logits
+    assert torch.allclose(padded[real], unpadded[real], atol=1e-5)
+
+
+@pytest.mark.parametrize("field, value", [("layer_norm_position", "middle"), ("position_embedding_init", "zeros")])
+def test_new_options_are_validated(field, value):
+    with pytest.raises(ValueError, match=f"ScratchBertConfig.{field} must be one of"):
+        tiny_config(**{field: value})

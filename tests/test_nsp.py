@@ -2,10 +2,17 @@
 
 import random
 
+import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from scratchbert.nsp import DataCollatorForPretraining, build_examples, pairs_from_document, tokenize_documents
+from scratchbert.nsp import (
+    DataCollatorForPretraining,
+    build_examples,
+    mask_for_evaluation,
+    pairs_from_document,
+    tokenize_documents,
+)
 
 CLS, SEP = 2, 3
 
@@ -151,3 +158,65 @@ def test_whole_word_masking_masks_every_piece_of_a_word(tokenizer_dir):
     rows, cols = (is_piece[:, 1:] & follows_word[:, :-1]).nonzero(as_tuple=True)
     cols = cols + 1
     assert torch.equal(masked[rows, cols], masked[rows, cols - 1])
+
+
+def test_whole_word_masking_keeps_80_10_10_per_token(tokenizer_dir):
+    # transformers' collator turns every chosen token into [MASK] under whole-word masking; Google's does not.
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    batch, originals = collated(tokenizer, whole_word_mask=True, n=600)
+    masked = batch["labels"] != -100
+    n = masked.sum()
+    replaced_by_mask = (batch["input_ids"] == tokenizer.mask_token_id) & masked
+    unchanged = (batch["input_ids"] == originals) & masked
+    assert 0.75 < replaced_by_mask.sum() / n < 0.85
+    assert 0.06 < unchanged.sum() / n < 0.14
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Evaluation masks: drawn once, the same for every run
+# --------------------------------------------------------------------------------------------------------------
+
+
+def eval_examples(n=300, seed=0):
+    g = random.Random(seed)
+    ids = [[CLS, *[g.randint(5, 119) for _ in range(g.randint(5, 60))], SEP] for _ in range(n)]
+    return {"input_ids": ids, "special_tokens_mask": [[1] + [0] * (len(x) - 2) + [1] for x in ids]}
+
+
+def test_evaluation_masks_are_15_percent_80_10_10_and_never_special():
+    batch = eval_examples()
+    out = mask_for_evaluation(batch, list(range(300)), mask_token_id=4, vocab_size=120, seed=7)
+    original = np.concatenate([np.asarray(x) for x in batch["input_ids"]])
+    masked = np.concatenate([np.asarray(x) for x in out["input_ids"]])
+    labels = np.concatenate([np.asarray(x) for x in out["labels"]])
+    special = np.concatenate([np.asarray(x) for x in batch["special_tokens_mask"]]) == 1
+    chosen = labels != -100
+    assert not (chosen & special).any()
+    assert np.array_equal(labels[chosen], original[chosen])
+    assert 0.13 < chosen.sum() / (~special).sum() < 0.17
+    assert 0.76 < (masked[chosen] == 4).mean() < 0.84
+    assert 0.07 < (masked[chosen] == original[chosen]).mean() < 0.14
+    assert np.array_equal(masked[~chosen], original[~chosen]), "positions not chosen are untouched"
+
+
+def test_evaluation_masks_depend_on_seed_and_example_only():
+    batch = eval_examples()
+    whole = mask_for_evaluation(batch, list(range(300)), mask_token_id=4, vocab_size=120, seed=7)
+    # Another batching of the same examples (as another num_proc or batch size would give): the same masks.
+    part = mask_for_evaluation({k: v[100:200] for k, v in batch.items()}, list(range(100, 200)), 4, 120, seed=7)
+    assert part["input_ids"] == whole["input_ids"][100:200] and part["labels"] == whole["labels"][100:200]
+    other = mask_for_evaluation(batch, list(range(300)), mask_token_id=4, vocab_size=120, seed=8)
+    assert other["labels"] != whole["labels"]
+
+
+def test_collator_pads_premasked_examples_without_masking_again(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    examples = [
+        {"input_ids": [CLS, 4, 9, SEP], "token_type_ids": [0, 0, 0, 0], "labels": [-100, 7, -100, -100], "next_sentence_label": 1},
+        {"input_ids": [CLS, 8, SEP], "token_type_ids": [0, 0, 0], "labels": [-100, -100, -100], "next_sentence_label": 0},
+    ]
+    batch = DataCollatorForPretraining(tokenizer=tokenizer, seed=0)(examples)
+    assert batch["input_ids"].tolist() == [[CLS, 4, 9, SEP], [CLS, 8, SEP, 0]]
+    assert batch["labels"].tolist() == [[-100, 7, -100, -100], [-100, -100, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert batch["next_sentence_label"].tolist() == [1, 0]

@@ -7,10 +7,13 @@ import sys
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer
+from datasets import Dataset
+from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer, TrainingArguments
 
-from scratchbert.pretraining import compute_pretraining_metrics, main, run
-from conftest import REPO_ROOT, requires_shared_data
+from scratchbert import ScratchBertForPreTraining
+from scratchbert.nsp import DataCollatorForPretraining
+from scratchbert.pretraining import PretrainingTrainer, compute_pretraining_metrics, main, run
+from conftest import REPO_ROOT, requires_shared_data, tiny_config
 
 # A tiny model and a handful of steps: seconds per run.
 TINY = [
@@ -21,8 +24,9 @@ TINY = [
     "--use_cpu", "true", "--optim", "adamw_torch",
 ]
 RESULT_KEYS = {
-    "train_loss", "eval_mlm_loss", "eval_mlm_accuracy", "eval_nsp_loss", "eval_nsp_accuracy",
-    "eval_mlm_baseline_accuracy", "steps", "train_tokens_per_second", "runtime_seconds",
+    "train_loss", "eval_mlm_masked_accuracy", "eval_mlm_unigram_accuracy", "eval_mlm_accuracy",
+    "eval_mlm_copy_baseline_accuracy", "eval_mlm_loss", "eval_mlm_unigram_loss", "eval_nsp_loss",
+    "eval_nsp_accuracy", "steps", "train_tokens", "train_tokens_per_second", "runtime_seconds",
 }
 
 
@@ -133,6 +137,64 @@ def test_resume_from_latest_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
+def test_resumed_run_takes_the_checkpoints_tokenizer(tmp_path, monkeypatch):
+    output_dir, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60")
+    import scratchbert.pretraining
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a resumed run trained a new tokenizer")
+
+    monkeypatch.setattr(scratchbert.pretraining, "train_wordpiece_tokenizer", must_not_train)
+    # A fresh cache_dir: no cached tokenizer to fall back on, so only the checkpoint can supply it.
+    _, results = pretrain(
+        tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", "--max_steps", "4",
+        "--resume_from_checkpoint", "latest", "--cache_dir", str(tmp_path / "fresh-cache"),
+    )
+    assert results["steps"] == 4
+    assert AutoTokenizer.from_pretrained(output_dir).get_vocab() == AutoTokenizer.from_pretrained(output_dir / "checkpoint-2").get_vocab()
+
+
+@pytest.mark.slow
+def test_evaluation_is_the_same_whatever_the_training(tmp_path):
+    """Fixed held-out masks: other training seeds, mask rates, dupe factors and lengths are scored on the same positions."""
+    common = ["--corpus", "synthetic", "--synthetic_documents", "80"]
+    _, a = pretrain(tmp_path, *common, name="a")
+    _, b = pretrain(tmp_path, *common, "--seed", "5", "--mlm_probability", "0.4", "--dupe_factor", "3",
+                    "--max_steps", "5", name="b")
+    for key in ("eval_masked_tokens", "eval_mlm_unigram_accuracy", "eval_mlm_copy_baseline_accuracy", "eval_mlm_unigram_loss"):
+        assert a[key] == b[key], key
+    assert 0 < a["eval_mlm_unigram_accuracy"] < 1
+
+
+def test_evaluation_never_builds_dense_logits(tmp_path, tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = ScratchBertForPreTraining(tiny_config(vocab_size=120))
+    shapes = []
+    model.mlm_head.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape)))
+    rows = [{"input_ids": [2, 4, 9 + i % 50, 4, 3, 11, 3], "token_type_ids": [0, 0, 0, 0, 0, 1, 1],
+             "labels": [-100, 7, -100, 8 + i % 30, -100, 12, -100], "next_sentence_label": i % 2} for i in range(10)]
+    trainer = PretrainingTrainer(
+        model=model, args=TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=4, report_to="none",
+                                            use_cpu=True, label_names=["labels", "next_sentence_label"],
+                                            remove_unused_columns=False),
+        eval_dataset=Dataset.from_list(rows), data_collator=DataCollatorForPretraining(tokenizer=tokenizer, seed=0),
+        compute_metrics=lambda p: compute_pretraining_metrics(p, mask_token_id=4),
+    )
+    metrics = trainer.evaluate()
+    assert shapes and all(len(shape) == 2 for shape in shapes), "the MLM head ran on [N, H] labelled positions only"
+    assert sum(shape[0] for shape in shapes) == 30 and metrics["eval_masked_tokens"] == 30
+    # The figures equal the dense path's: score the same batch with the model's own (dense) forward.
+    model.eval()
+    batch = DataCollatorForPretraining(tokenizer=tokenizer, seed=0)(rows)
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "next_sentence_label")}).prediction_logits
+    chosen = batch["labels"] != -100
+    dense_loss = torch.nn.functional.cross_entropy(logits[chosen], batch["labels"][chosen])
+    assert metrics["eval_mlm_loss"] == pytest.approx(dense_loss.item(), rel=1e-5)
+    assert metrics["eval_mlm_accuracy"] == pytest.approx((logits[chosen].argmax(-1) == batch["labels"][chosen]).float().mean().item())
+
+
+@pytest.mark.slow
 def test_preprocessing_is_cached(tmp_path):
 
     path = tmp_path / "corpus.jsonl"
@@ -150,14 +212,25 @@ def test_metrics_by_hand():
     import numpy as np
     from transformers import EvalPrediction
 
-    labels = np.array([[-100, 5, 7, -100], [5, -100, -100, 5]])
-    predictions = np.array([[0, 5, 1, 0], [5, 0, 0, 4]])
-    token_loss = np.array([[0, 1.0, 2.0, 0], [0.5, 0, 0, 0.5]])
+    M = 4  # [MASK]
+    labels = np.array([[-100, 5, 7, -100, 9], [5, -100, -100, 5, 8]])
+    inputs = np.array([[10, M, 7, 11, M], [M, 12, 13, 6, M]])  # chosen: 5@[MASK], 7 kept, 9@[MASK]; 5@[MASK], 5->6 random, 8@[MASK]
+    predictions = np.array([[-100, 5, 7, -100, 5], [5, -100, -100, 6, 8]])
+    token_loss = np.array([[0, 1.0, 2.0, 0, 3.0], [0.5, 0, 0, 0.5, 1.0]])
     nsp_logits = np.array([[2.0, 0.0], [0.0, 1.0]])
-    metrics = compute_pretraining_metrics(EvalPrediction((predictions, token_loss, nsp_logits), (labels, np.array([0, 0]))))
-    assert metrics["mlm_accuracy"] == pytest.approx(2 / 4)
-    assert metrics["mlm_baseline_accuracy"] == pytest.approx(3 / 4)  # token 5 is 3 of the 4 labels
-    assert metrics["mlm_loss"] == pytest.approx(1.0)
+    prediction = EvalPrediction((predictions, token_loss, inputs, nsp_logits), (labels, np.array([0, 0])))
+    metrics = compute_pretraining_metrics(prediction, mask_token_id=M)
+    # [MASK] positions hold 5, 9, 5, 8: the model gets 5, 5, 8 right; always-5 gets 2 of 4.
+    assert metrics["mlm_masked_accuracy"] == pytest.approx(3 / 4)
+    assert metrics["mlm_unigram_accuracy"] == pytest.approx(2 / 4)
+    # All six chosen positions: the model is right at 5, 7, 5, 8 (not 9, not the random 6 -> 5).
+    assert metrics["mlm_accuracy"] == pytest.approx(4 / 6)
+    # Copy unless [MASK] (else 5): right at 5, 7 (kept), 5; wrong at 9, 6 (random), 8.
+    assert metrics["mlm_copy_baseline_accuracy"] == pytest.approx(3 / 6)
+    assert metrics["mlm_loss"] == pytest.approx(8.0 / 6)
+    frequencies = np.array([3, 1, 1, 1]) / 6
+    assert metrics["mlm_unigram_loss"] == pytest.approx(-(frequencies * np.log(frequencies)).sum())
+    assert metrics["masked_tokens"] == 6
     assert metrics["nsp_accuracy"] == pytest.approx(0.5)
     expected_nsp = -(np.log(np.exp(2) / (np.exp(2) + 1)) + np.log(1 / (1 + np.e))) / 2
     assert metrics["nsp_loss"] == pytest.approx(expected_nsp)

@@ -16,7 +16,16 @@ from transformers import TrainerCallback, TrainingArguments, default_data_collat
 
 from scratchbert import ScratchBertForSequenceClassification
 from scratchbert.pretraining import run
-from scratchbert.runs import GuardedTrainer, TrainingFailure, is_complete_checkpoint, latest_complete_checkpoint
+from scratchbert.cli import ConfigError
+from scratchbert.runs import (
+    GuardedTrainer,
+    RunArguments,
+    TimeBudget,
+    TrainingFailure,
+    budget_lr_lambda,
+    is_complete_checkpoint,
+    latest_complete_checkpoint,
+)
 from conftest import REPO_ROOT, tiny_config
 
 TINY = [
@@ -27,7 +36,7 @@ TINY = [
 ]
 
 
-def classification_trainer(tmp_path, nan_at_call=None, policy="stop", **args):
+def classification_trainer(tmp_path, nan_at_call=None, policy="stop", max_train_minutes=None, **args):
     torch.manual_seed(0)
     model = ScratchBertForSequenceClassification(tiny_config())
     calls = {"n": 0}
@@ -41,10 +50,12 @@ def classification_trainer(tmp_path, nan_at_call=None, policy="stop", **args):
     model.register_forward_hook(poison)
     g = torch.Generator().manual_seed(0)
     rows = [{"input_ids": torch.randint(5, 99, (8,), generator=g).tolist(), "attention_mask": [1] * 8, "labels": i % 2} for i in range(40)]
-    arguments = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=6,
-                                  report_to="none", use_cpu=True, save_strategy="no", learning_rate=0.01, **args)
+    args = {"max_steps": 6, "save_strategy": "no", **args}
+    arguments = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4,
+                                  report_to="none", use_cpu=True, learning_rate=0.01, **args)
     return GuardedTrainer(model=model, args=arguments, train_dataset=Dataset.from_list(rows),
-                          data_collator=default_data_collator, on_nonfinite_loss=policy)
+                          data_collator=default_data_collator, on_nonfinite_loss=policy,
+                          max_train_minutes=max_train_minutes)
 
 
 def test_nan_loss_stops_naming_the_step(tmp_path):
@@ -178,3 +189,86 @@ def test_killed_runs_resume_to_the_same_weights(tmp_path):
         assert weights.keys() == expected.keys()
         for key in expected:
             assert torch.equal(weights[key], expected[key]), f"{name}: {key} differs after resume"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Time budget: training ends at max_train_minutes, the schedule is laid over it, a resume keeps the clock
+# --------------------------------------------------------------------------------------------------------------
+
+
+class SlowSteps(TrainerCallback):
+    """Each step takes at least `seconds`, so a budget of a few steps' time is reached whatever the machine."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def on_step_end(self, args, state, control, **kwargs):
+        time.sleep(self.seconds)
+
+
+def test_time_budget_ends_training_with_the_learning_rate_decayed(tmp_path):
+    trainer = classification_trainer(tmp_path, max_train_minutes=0.6 / 60, max_steps=10_000, logging_steps=1,
+                                     lr_scheduler_type="linear", warmup_steps=0)
+    trainer.add_callback(SlowSteps(0.1))
+    trainer.train()
+    steps = trainer.state.global_step
+    assert 3 <= steps < 10_000, "stopped by the budget, not by max_steps"
+    assert trainer.time_budget.fraction() == 1.0
+    rates = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
+    assert rates[0] > rates[-1] and rates[-1] < 0.35 * 0.01, "the linear decay ran over the budget, not 10,000 steps"
+
+
+class FakeBudget:
+    def __init__(self):
+        self.share = 0.0
+
+    def fraction(self):
+        return self.share
+
+
+@pytest.mark.parametrize(
+    "kind, warmup, kwargs, expected",
+    [
+        # (share of the budget used, step) -> factor of the peak learning rate
+        ("linear", 0.0, {}, {(0.0, 1): 1.0, (0.5, 9): 0.5, (1.0, 20): 0.0}),
+        ("linear", 0.5, {}, {(0.25, 1): 0.5, (0.5, 9): 1.0, (0.75, 20): 0.5}),  # one-cycle
+        ("linear", 10, {}, {(0.0, 5): 0.5, (0.5, 12): 0.5}),  # warmup in steps
+        ("cosine", 0.0, {}, {(0.5, 9): 0.5, (1.0, 20): 0.0}),
+        ("warmup_stable_decay", 0.0, {"decay_fraction": 0.25}, {(0.5, 9): 1.0, (0.875, 15): 0.5, (1.0, 20): 0.0}),
+        ("constant_with_warmup", 0.1, {}, {(0.05, 1): 0.5, (0.9, 15): 1.0}),
+    ],
+)
+def test_budget_schedules(kind, warmup, kwargs, expected):
+    arguments = TrainingArguments(output_dir="unused", lr_scheduler_type=kind, warmup_steps=warmup,
+                                  lr_scheduler_kwargs=kwargs, report_to="none")
+    budget = FakeBudget()
+    factor = budget_lr_lambda(budget, arguments, num_training_steps=1_000_000)
+    for (share, step), value in expected.items():
+        budget.share = share
+        assert factor(step) == pytest.approx(value, abs=1e-4), (share, step)
+
+
+def test_budget_schedule_ends_at_max_steps_when_steps_run_out_first():
+    arguments = TrainingArguments(output_dir="unused", lr_scheduler_type="linear", warmup_steps=0, report_to="none")
+    factor = budget_lr_lambda(FakeBudget(), arguments, num_training_steps=100)
+    assert factor(50) == pytest.approx(0.5) and factor(100) == 0.0
+
+
+def test_budget_refuses_schedules_it_cannot_lay_over_time(tmp_path):
+    with pytest.raises(ConfigError, match="lr_scheduler_type=polynomial cannot be laid over a time budget"):
+        classification_trainer(tmp_path, max_train_minutes=1, lr_scheduler_type="polynomial")
+    with pytest.raises(ValueError, match="max_train_minutes must be a positive number"):
+        RunArguments(max_train_minutes=0)
+
+
+def test_resumed_run_spends_only_what_is_left_of_the_budget(tmp_path):
+    trainer = classification_trainer(tmp_path, max_train_minutes=10, max_steps=4, save_strategy="steps", save_steps=2)
+    trainer.add_callback(SlowSteps(0.05))
+    trainer.train()
+    state = json.loads((tmp_path / "out" / "checkpoint-2" / "trainer_state.json").read_text())
+    saved = state["stateful_callbacks"]["TimeBudget"]["attributes"]["elapsed_seconds"]
+    assert saved >= 0.1
+    resumed = classification_trainer(tmp_path, max_train_minutes=10, max_steps=4, save_strategy="steps", save_steps=2)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
+    assert resumed.time_budget.elapsed_seconds == pytest.approx(saved)
+    assert resumed.time_budget.elapsed() > saved
