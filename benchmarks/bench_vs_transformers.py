@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import scratchbert  # noqa: E402
 from scratchbert.convert import bert_to_scratchbert_state_dict, scratchbert_config_to_bert  # noqa: E402
 from scratchbert.corpus import load_documents  # noqa: E402
-from scratchbert.nsp import DataCollatorForPretraining, build_examples, tokenize_documents  # noqa: E402
+from scratchbert.pretraining_data import DataCollatorForPretraining, build_examples, tokenize_documents  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 

@@ -27,8 +27,7 @@ from .cli import ConfigError, parse_config
 from .configuration_scratchbert import ScratchBertConfig
 from .corpus import CorpusError, load_documents
 from .metrics import load_metric
-from .pretraining import DataArguments as PretrainingDataArguments
-from .pretraining import build_dataset
+from .pretraining_data import build_dataset, cached_wordpiece_tokenizer, split_documents
 from .runs import (
     GuardedTrainer,
     RunArguments,
@@ -40,9 +39,8 @@ from .runs import (
     setup_logging,
     train_and_report_io_errors,
 )
-from .tokenization import train_wordpiece_tokenizer
 
-logger = logging.getLogger("scratchbert.classification")
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "classify_offline.yaml"
@@ -105,6 +103,7 @@ class DataArguments:
     validation_split_percentage: float = field(
         default=10.0, metadata={"help": "Held out from training when there is no validation split"}
     )
+    eval_seed: int = field(default=42, metadata={"help": "Seed of the held-out split of nsp_corpus (as pretraining's)"})
     max_seq_length: int = 128
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
@@ -207,18 +206,26 @@ def label_names_of(split: datasets.Dataset, label_column: str) -> list[str] | No
         return sorted(names)
 
 
-def nsp_pair_splits(data_args: DataArguments, tokenizer, seed: int) -> datasets.DatasetDict:
-    """Next-sentence classification from a corpus, labelled as BERT's NSP: 0 when B follows A, 1 when random."""
+def nsp_corpus_documents(data_args: DataArguments, seed: int):
+    """(training, held-out) documents of `nsp_corpus`, split as pretraining splits its corpus."""
     corpus = data_args.nsp_corpus or "offline"
     source = {"corpus": corpus} if corpus in ("offline", "synthetic") else {"train_file": corpus}
     documents = load_documents(**source, max_documents=data_args.nsp_documents, seed=seed, cache_dir=data_args.cache_dir)
-    split = documents.train_test_split(test_size=max(data_args.validation_split_percentage / 100, 1 / len(documents)), seed=seed)
+    return split_documents(documents, data_args.validation_split_percentage, None, data_args.eval_seed)
+
+
+def nsp_pair_splits(data_args: DataArguments, tokenizer, seed: int) -> datasets.DatasetDict:
+    """Next-sentence classification from a corpus, labelled as BERT's NSP: 0 when B follows A, 1 when random."""
+    train_documents, eval_documents = nsp_corpus_documents(data_args, seed)
     # The pretraining pipeline builds the pairs (and caches them); only the label column is renamed.
-    pair_args = PretrainingDataArguments(max_seq_length=data_args.max_seq_length, dupe_factor=data_args.nsp_dupe_factor,
-                                         preprocessing_num_workers=data_args.preprocessing_num_workers)
     out = {}
-    for name, docs in (("train", split["train"]), ("validation", split["test"])):
-        pairs = build_dataset(docs, tokenizer, pair_args, seed + (name == "validation"), f"{corpus} {name}")
+    for name, documents, pair_seed, dupe_factor in (
+        ("train", train_documents, seed, data_args.nsp_dupe_factor), ("validation", eval_documents, data_args.eval_seed, 1)
+    ):
+        pairs = build_dataset(
+            documents, tokenizer, data_args.max_seq_length, dupe_factor=dupe_factor, seed=pair_seed,
+            num_proc=data_args.preprocessing_num_workers, description=f"{data_args.nsp_corpus or 'offline'} {name}",
+        )
         out[name] = pairs.rename_column("next_sentence_label", "label").remove_columns("special_tokens_mask")
     return datasets.DatasetDict(out)
 
@@ -308,13 +315,16 @@ def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, seed: in
             return AutoTokenizer.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
         except Exception as error:
             raise ConfigError(f"cannot load a tokenizer from {source}: {error}") from None
-    corpus = data_args.nsp_corpus or "offline"
     if data_args.task_name or data_args.dataset_name or data_args.train_file:
         raise ConfigError("give model_name_or_path (a pretrained checkpoint) or tokenizer_name")
-    source = {"corpus": corpus} if corpus in ("offline", "synthetic") else {"train_file": corpus}
-    texts = load_documents(**source, max_documents=data_args.nsp_documents, seed=seed, cache_dir=data_args.cache_dir)["text"]
-    logger.info("No checkpoint and no tokenizer: training a WordPiece tokenizer on the %s corpus", corpus)
-    return train_wordpiece_tokenizer(texts, vocab_size=model_args.vocab_size, model_max_length=model_args.max_position_embeddings)
+    # Trained on the training documents only, and shared with pretraining: on the same corpus, split and sizes,
+    # run_pretraining.py's cached tokenizer is this one.
+    train_documents, _ = nsp_corpus_documents(data_args, seed)
+    logger.info("No checkpoint and no tokenizer: a WordPiece tokenizer of the %s corpus", data_args.nsp_corpus or "offline")
+    return cached_wordpiece_tokenizer(
+        train_documents, vocab_size=model_args.vocab_size, model_max_length=model_args.max_position_embeddings,
+        cache_dir=data_args.cache_dir,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

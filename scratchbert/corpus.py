@@ -13,9 +13,10 @@ import datasets
 
 LOCAL_FORMATS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 
-# A sentence ends at . ! or ? (optionally closed by a quote or bracket) followed by space and a capital, digit or
-# quote. Abbreviations occasionally split a sentence: harmless for pretraining, as in most BERT reproductions.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
+# A sentence ends at . ! or ? (optionally closed by a quote or bracket, which stays with it) followed by space and
+# a capital, digit, quote or bracket. Only the space is split on: both ends live in lookarounds. Abbreviations
+# occasionally split a sentence: harmless for pretraining, as in most BERT reproductions.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[A-Z0-9\"'(\[])")
 
 
 class CorpusError(ValueError):

@@ -5,18 +5,15 @@ train one), turn documents into masked-LM + NSP examples (cached by `datasets`),
 evaluate, and export a folder that loads anywhere (weights, tokenizer, remote code, model card, results).
 """
 
-import dataclasses
 import functools
 import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,17 +35,17 @@ from .runs import (
 from .configuration_scratchbert import ScratchBertConfig
 from .corpus import CorpusError, load_documents
 from .curves import write_training_curves
-from .nsp import (
+from .pretraining_data import (
     EVAL_MLM_PROBABILITY,
     DataCollatorForPretraining,
     MaskingEpochCallback,
-    build_examples,
-    mask_for_evaluation,
-    tokenize_documents,
+    build_dataset,
+    build_eval_dataset,
+    cached_wordpiece_tokenizer,
+    split_documents,
 )
-from .tokenization import train_wordpiece_tokenizer
 
-logger = logging.getLogger("scratchbert.pretraining")
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "pretrain_offline.yaml"
@@ -151,131 +148,14 @@ def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, train_do
                 model_args.vocab_size, source, len(tokenizer),
             )
         return tokenizer
-    vocab_size = model_args.vocab_size or 30522
-    # WordPiece training breaks frequency ties in hash order, so two trainings on one corpus may differ in a
-    # few rare tokens. Keep the trained tokenizer by corpus fingerprint: reruns share it, and their caches.
-    # Under several processes the main one trains it first and the others load the same files.
-    from datasets.fingerprint import Hasher
-
-    corpus_id = getattr(train_documents, "_fingerprint", None) or (
-        data_args.dataset_name, data_args.dataset_config_name, data_args.train_file, data_args.max_documents
-    )
-    key = Hasher.hash((
-        "wordpiece-v1", corpus_id, vocab_size, model_args.lowercase,
-        model_args.max_position_embeddings, model_args.tokenizer_training_documents,
-    ))
-    cached = Path(data_args.cache_dir or datasets.config.HF_DATASETS_CACHE) / "scratchbert_tokenizers" / key
-    if (cached / "tokenizer.json").is_file():
-        logger.info("Reusing the WordPiece tokenizer trained on this corpus before: %s", cached)
-        return AutoTokenizer.from_pretrained(cached)
-    logger.info("Training a WordPiece tokenizer (vocab %d) on the training corpus", vocab_size)
-    texts = (row["text"] for row in train_documents.take(model_args.tokenizer_training_documents))
-    tokenizer = train_wordpiece_tokenizer(
-        texts, vocab_size=vocab_size, lowercase=model_args.lowercase, model_max_length=model_args.max_position_embeddings
-    )
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    staging = cached.with_name(f"{cached.name}.partial-{os.getpid()}")
-    tokenizer.save_pretrained(staging)
-    try:
-        os.replace(staging, cached)  # atomic: a reader never sees half a tokenizer
-    except OSError:  # another process got there first
-        shutil.rmtree(staging, ignore_errors=True)
-    return tokenizer
-
-
-def split_documents(documents, data_args: DataArguments, seed: int):
-    """Hold out whole documents for evaluation, so no eval pair shares a document with training.
-
-    `seed` should be `eval_seed`, not the training seed: runs that differ in training keep one held-out set.
-    """
-    if data_args.streaming:
-        n_eval = data_args.max_eval_documents or 1000
-        return documents.skip(n_eval), documents.take(n_eval)
-    if len(documents) < 2:
-        raise CorpusError("the corpus needs at least 2 documents (one to train on, one to evaluate)")
-    n_eval = max(1, round(len(documents) * data_args.validation_split_percentage / 100))
-    if data_args.max_eval_documents is not None:
-        n_eval = min(n_eval, data_args.max_eval_documents)
-    n_eval = min(n_eval, len(documents) - 1)
-    split = documents.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
-    return split["train"], split["test"]
-
-
-def build_dataset(documents, tokenizer, data_args: DataArguments, seed: int, description: str):
-    """Documents -> tokenized sentences -> pretraining examples, both steps cached by `datasets`.
-
-    The cache keys are explicit (input fingerprint + tokenizer JSON + settings): a freshly trained tokenizer
-    pickles differently each run, which would otherwise defeat the cache.
-    """
-    from datasets.fingerprint import Hasher
-
-    streaming = data_args.streaming
-    tokenizer_state = tokenizer.backend_tokenizer.to_str()
-    sentences_kwargs, examples_kwargs = {}, {}
-    if not streaming:
-        sentences_fingerprint = Hasher.hash(("sentences-v1", documents._fingerprint, tokenizer_state))
-        sentences_kwargs = dict(
-            num_proc=data_args.preprocessing_num_workers, desc=f"{description}: tokenizing", new_fingerprint=sentences_fingerprint
-        )
-    sentences = documents.map(
-        tokenize_documents, batched=True, remove_columns=["text"], fn_kwargs={"tokenizer": tokenizer}, **sentences_kwargs
-    )
-    if not streaming and not data_args.mlm_only:
-        counts = sentences.map(
-            lambda batch: {"multi": [len(s) >= 2 for s in batch["sentences"]]},
-            batched=True, remove_columns=["sentences"], new_fingerprint=Hasher.hash(("multi-v1", sentences_fingerprint)),
-        )
-        if not any(counts["multi"]):
-            raise CorpusError(
-                f"{description}: no document has two or more sentences, so no next-sentence pairs can be made; "
-                "give documents of several sentences, or pass --mlm_only to train masked LM alone"
-            )
-    build_kwargs = {
-        "cls_token_id": tokenizer.cls_token_id,
-        "sep_token_id": tokenizer.sep_token_id,
-        "max_seq_length": data_args.max_seq_length,
-        "short_seq_prob": data_args.short_seq_prob,
-        "dupe_factor": data_args.dupe_factor,
-        "nsp": not data_args.mlm_only,
-        "seed": seed,
-    }
-    if not streaming:
-        examples_kwargs = dict(
-            num_proc=data_args.preprocessing_num_workers,
-            desc=f"{description}: building {'MLM' if data_args.mlm_only else 'MLM + NSP'} examples",
-            new_fingerprint=Hasher.hash(("examples-v1", sentences_fingerprint, sorted(build_kwargs.items()))),
-        )
-    examples = sentences.map(
-        build_examples, batched=True, batch_size=1000, with_indices=True, remove_columns=["sentences"],
-        fn_kwargs=build_kwargs, **examples_kwargs,
-    )
-    if not streaming and len(examples) == 0:
-        raise CorpusError(f"{description}: the documents produced no examples (are they empty?)")
-    return examples
-
-
-def build_eval_dataset(documents, tokenizer, data_args: DataArguments):
-    """Held-out documents -> examples masked once and for all (15 %, 80/10/10, seeded by `eval_seed`).
-
-    One pass over the documents (no dupe_factor) and masks independent of training: every run on the same
-    documents, tokenizer and max_seq_length is scored on exactly the same positions, however long it trained.
-    """
-    from datasets.fingerprint import Hasher
-
-    eval_args = dataclasses.replace(data_args, dupe_factor=1)
-    examples = build_dataset(documents, tokenizer, eval_args, data_args.eval_seed, "eval")
-    mask_kwargs = {
-        "mask_token_id": tokenizer.mask_token_id, "vocab_size": len(tokenizer), "seed": data_args.eval_seed,
-    }
-    extra = {}
-    if not data_args.streaming:
-        extra = dict(
-            desc="eval: masking once",
-            new_fingerprint=Hasher.hash(("eval-masks-v1", examples._fingerprint, sorted(mask_kwargs.items()))),
-        )
-    return examples.map(
-        mask_for_evaluation, batched=True, with_indices=True, remove_columns=["special_tokens_mask"],
-        fn_kwargs=mask_kwargs, **extra,
+    return cached_wordpiece_tokenizer(
+        train_documents,
+        vocab_size=model_args.vocab_size or 30522,
+        lowercase=model_args.lowercase,
+        model_max_length=model_args.max_position_embeddings,
+        training_documents=model_args.tokenizer_training_documents,
+        cache_dir=data_args.cache_dir,
+        corpus_id=(data_args.dataset_name, data_args.dataset_config_name, data_args.train_file, data_args.max_documents),
     )
 
 
@@ -429,7 +309,9 @@ def load_documents_and_tokenizer(model_args, data_args, training_args, checkpoin
         seed=training_args.seed,
         cache_dir=data_args.cache_dir,
     )
-    train_documents, eval_documents = split_documents(documents, data_args, data_args.eval_seed)
+    train_documents, eval_documents = split_documents(
+        documents, data_args.validation_split_percentage, data_args.max_eval_documents, data_args.eval_seed
+    )
     with training_args.main_process_first(desc="training the tokenizer"):
         tokenizer = get_tokenizer(model_args, data_args, train_documents, checkpoint)
     return tokenizer, train_documents, eval_documents
@@ -437,9 +319,15 @@ def load_documents_and_tokenizer(model_args, data_args, training_args, checkpoin
 
 def build_datasets(train_documents, eval_documents, tokenizer, data_args, training_args):
     """Training examples (masked per batch by the collator) and the held-out examples (masked once, here)."""
+    settings = dict(
+        max_seq_length=data_args.max_seq_length, short_seq_prob=data_args.short_seq_prob, nsp=not data_args.mlm_only,
+        num_proc=data_args.preprocessing_num_workers,
+    )
     with training_args.main_process_first(desc="building the datasets"):
-        train_dataset = build_dataset(train_documents, tokenizer, data_args, training_args.seed, "train")
-        eval_dataset = build_eval_dataset(eval_documents, tokenizer, data_args)
+        train_dataset = build_dataset(
+            train_documents, tokenizer, dupe_factor=data_args.dupe_factor, seed=training_args.seed, **settings
+        )
+        eval_dataset = build_eval_dataset(eval_documents, tokenizer, seed=data_args.eval_seed, **settings)
     if data_args.streaming and training_args.max_steps <= 0:
         raise ConfigError("a streamed corpus has no length: set max_steps")
     if not data_args.streaming:

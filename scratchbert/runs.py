@@ -22,7 +22,7 @@ from transformers.trainer_callback import ExportableState
 
 from .cli import ConfigError
 
-logger = logging.getLogger("scratchbert")
+logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -8,6 +8,12 @@ from scratchbert.corpus import CorpusError, load_documents, offline_documents, r
 from conftest import SHARED_DATA, requires_shared_data
 
 
+def test_split_sentences_keeps_closing_quotes_and_brackets():
+    text = 'He said "Hi there." Then he left. (It rained.) Next day was fine! "Yes!" (Or no.) [Done.]'
+    assert split_sentences(text) == ['He said "Hi there."', "Then he left.", "(It rained.)", "Next day was fine!",
+                                     '"Yes!"', "(Or no.)", "[Done.]"]
+
+
 def test_split_sentences():
     text = 'First sentence. Second one? "Quoted" third!\nNew paragraph. 2019 was a year.\n\n'
     assert split_sentences(text) == ["First sentence.", "Second one?", '"Quoted" third!', "New paragraph.", "2019 was a year."]

@@ -11,7 +11,7 @@ from datasets import Dataset
 from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer, TrainingArguments
 
 from scratchbert import ScratchBertForPreTraining
-from scratchbert.nsp import DataCollatorForPretraining
+from scratchbert.pretraining_data import DataCollatorForPretraining
 from scratchbert.pretraining import PretrainingTrainer, compute_pretraining_metrics, main, run
 from conftest import REPO_ROOT, requires_shared_data, tiny_config
 

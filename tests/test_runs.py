@@ -20,7 +20,6 @@ from scratchbert.cli import ConfigError
 from scratchbert.runs import (
     GuardedTrainer,
     RunArguments,
-    TimeBudget,
     TrainingFailure,
     budget_lr_lambda,
     is_complete_checkpoint,
@@ -207,9 +206,9 @@ class SlowSteps(TrainerCallback):
 
 
 def test_time_budget_ends_training_with_the_learning_rate_decayed(tmp_path):
-    trainer = classification_trainer(tmp_path, max_train_minutes=0.6 / 60, max_steps=10_000, logging_steps=1,
+    trainer = classification_trainer(tmp_path, max_train_minutes=4 / 60, max_steps=10_000, logging_steps=1,
                                      lr_scheduler_type="linear", warmup_steps=0)
-    trainer.add_callback(SlowSteps(0.1))
+    trainer.add_callback(SlowSteps(0.25))
     trainer.train()
     steps = trainer.state.global_step
     assert 3 <= steps < 10_000, "stopped by the budget, not by max_steps"

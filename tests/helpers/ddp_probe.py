@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, Trainer, TrainingArguments
 
 from scratchbert import ScratchBertConfig, ScratchBertForPreTraining, train_wordpiece_tokenizer
 from scratchbert.corpus import load_documents
-from scratchbert.nsp import DataCollatorForPretraining
+from scratchbert.pretraining_data import DataCollatorForPretraining
 from scratchbert.pretraining import DataArguments, build_dataset
 
 out_dir = sys.argv[1]

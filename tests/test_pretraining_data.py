@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from scratchbert.nsp import (
+from scratchbert.pretraining_data import (
     DataCollatorForPretraining,
     build_examples,
     mask_for_evaluation,
@@ -109,7 +109,7 @@ def test_tokenize_documents_splits_sentences(tokenizer_dir):
 # --------------------------------------------------------------------------------------------------------------
 
 
-def collated(tokenizer, whole_word_mask=False, n=400):
+def collated_examples(tokenizer, n=400):
     g = random.Random(0)
     examples = []
     for _ in range(n):
@@ -121,6 +121,11 @@ def collated(tokenizer, whole_word_mask=False, n=400):
             "special_tokens_mask": [1] + [0] * len(a) + [1] + [0] * len(b) + [1],
             "next_sentence_label": g.randint(0, 1),
         })
+    return examples
+
+
+def collated(tokenizer, whole_word_mask=False, n=400):
+    examples = collated_examples(tokenizer, n)
     originals = torch.nn.utils.rnn.pad_sequence([torch.tensor(e["input_ids"]) for e in examples], batch_first=True)
     collator = DataCollatorForPretraining(tokenizer=tokenizer, whole_word_mask=whole_word_mask, seed=0)
     return collator([dict(e) for e in examples]), originals
@@ -220,3 +225,39 @@ def test_collator_pads_premasked_examples_without_masking_again(tokenizer_dir):
     assert batch["labels"].tolist() == [[-100, 7, -100, -100], [-100, -100, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
     assert batch["next_sentence_label"].tolist() == [1, 0]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Defects found on the way (issue 13)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_masking_epoch_reaches_persistent_workers(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    examples = [dict(e) for e in collated_examples(tokenizer, n=16)]
+    collator = DataCollatorForPretraining(tokenizer=tokenizer, seed=0)
+    loader = torch.utils.data.DataLoader(examples, batch_size=16, collate_fn=collator, num_workers=1,
+                                         persistent_workers=True)
+    epoch0 = next(iter(loader))["input_ids"]
+    collator.epoch = 1  # what MaskingEpochCallback does at the next epoch, in the main process
+    epoch1 = next(iter(loader))["input_ids"]
+    in_process = DataCollatorForPretraining(tokenizer=tokenizer, seed=0)
+    in_process.epoch = 1
+    assert not torch.equal(epoch0, epoch1), "the worker masked epoch 1 like epoch 0"
+    assert torch.equal(epoch1, in_process([dict(e) for e in examples])["input_ids"])
+
+
+def test_literal_special_token_text_stays_text(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    ids = tokenize_documents({"text": ["The cat wrote [MASK] and [SEP] on the mat. It purred."]}, tokenizer)["sentences"][0]
+    flat = [t for sentence in ids for t in sentence]
+    assert tokenizer.mask_token_id not in flat and tokenizer.sep_token_id not in flat and tokenizer.cls_token_id not in flat
+
+
+def test_mlm_only_packing_keeps_the_overflow():
+    from scratchbert.pretraining_data import segments_from_document
+
+    document = [[1] * 5, [2] * 9, [3] * 4]  # the second sentence crosses the limit of 8 tokens a segment
+    segments = segments_from_document(document, max_seq_length=10, short_seq_prob=0.0, rng=random.Random(0))
+    assert all(len(s) <= 8 for s in segments)
+    assert [t for s in segments for t in s] == [t for sentence in document for t in sentence], "no token dropped"

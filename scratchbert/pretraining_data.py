@@ -1,7 +1,10 @@
-"""Documents -> sentences -> BERT pretraining pairs (MLM + NSP), and the batch collator that masks them.
+"""The pretraining data pipeline: documents -> sentences -> BERT examples (MLM + NSP pairs, or MLM-only
+segments), the held-out set masked once, the tokenizer trained (and cached) on the training documents, and the
+collator that masks training batches. Both scripts build their data here: run_pretraining.py, and
+run_classification.py for its next-sentence pairs.
 
-transformers 5 removed its NSP dataset classes (TextDatasetForNextSentencePrediction), so this is ScratchBert's
-own, following Google's create_pretraining_data.py:
+transformers 5 removed its NSP dataset classes (TextDatasetForNextSentencePrediction), so the pair builder is
+ScratchBert's own, following Google's create_pretraining_data.py:
 
 - a document's sentences are gathered into a chunk until it reaches the target length (max_seq_length - 3,
   or with probability short_seq_prob a random shorter one, so the model also sees short inputs);
@@ -21,16 +24,25 @@ on a streamed corpus.
 """
 
 import hashlib
+import logging
+import os
 import random
+import shutil
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import torch
-from transformers import DataCollatorForLanguageModeling, TrainerCallback
+from datasets.fingerprint import Hasher
+from transformers import AutoTokenizer, DataCollatorForLanguageModeling, TrainerCallback
 
-from .corpus import split_sentences
+from .corpus import CorpusError, split_sentences
+from .tokenization import train_wordpiece_tokenizer
+
+logger = logging.getLogger(__name__)
 
 NEXT, RANDOM = 0, 1  # next_sentence_label values, as in BERT: 0 = B follows A
 
@@ -40,7 +52,11 @@ def tokenize_documents(batch: dict[str, list], tokenizer) -> dict[str, list]:
     documents = []
     for text in batch["text"]:
         sentences = split_sentences(text or "")
-        ids = tokenizer(sentences, add_special_tokens=False, verbose=False)["input_ids"] if sentences else []
+        # split_special_tokens: corpus text such as "[MASK]" or "[SEP]" is text, never a special token's id.
+        ids = (
+            tokenizer(sentences, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
+            if sentences else []
+        )
         documents.append([s for s in ids if s])
     return {"sentences": documents}
 
@@ -104,11 +120,11 @@ def segments_from_document(document: list[list[int]], max_seq_length: int, short
     segments, current = [], []
     for sentence in document:
         current.extend(sentence)
-        if len(current) >= target_length:
+        while len(current) >= target_length:  # what does not fit opens the next segment: no token is dropped
             segments.append(current[:max_num_tokens])
-            current = []
+            current = current[max_num_tokens:]
     if current:
-        segments.append(current[:max_num_tokens])
+        segments.append(current)
     return segments
 
 
@@ -159,12 +175,12 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     With a `seed`, each batch is masked by a generator seeded from (seed, epoch, the batch's token ids) rather
     than the global RNG: masks change every epoch, yet a run resumed from a checkpoint masks exactly as the
     uninterrupted run did (the Trainer restores the global RNG only after fetching the first resumed batch).
-    `MaskingEpochCallback` keeps `epoch` current.
+    `MaskingEpochCallback` keeps `epoch` current. The epoch lives in a shared-memory tensor, so DataLoader
+    workers (persistent ones too, which keep their copy of the collator) see it change.
     """
 
-    epoch: int = 0
-
     def __post_init__(self):
+        self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
         # transformers' collator forces 100 % [MASK] under whole-word masking; Google's applies 80/10/10 to each
         # token of a chosen word. Keep the configured split: torch_mask_tokens applies it per token either way.
         replace_probs = (self.mask_replace_prob, self.random_replace_prob)
@@ -178,6 +194,14 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
             for token, token_id in vocab.items():
                 if token.startswith("##") and token_id < len(self.is_continuation):
                     self.is_continuation[token_id] = True
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    @epoch.setter
+    def epoch(self, value: int):
+        self._epoch.fill_(int(value))
 
     def batch_generator(self, examples) -> torch.Generator:
         digest = hashlib.blake2b(digest_size=8)
@@ -262,3 +286,148 @@ class MaskingEpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.collator.epoch = int(state.epoch or 0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The pipeline: held-out split, tokenizer, examples (each step cached)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def split_documents(documents, validation_split_percentage: float, max_eval_documents: int | None, seed: int):
+    """(training, held-out) documents: whole documents are held out, so no eval pair shares one with training.
+
+    `seed` should stay fixed across runs that are to be compared (`eval_seed`), not follow the training seed.
+    A streamed corpus holds out its first `max_eval_documents` (default 1,000) documents.
+    """
+    if isinstance(documents, datasets.IterableDataset):
+        n_eval = max_eval_documents or 1000
+        return documents.skip(n_eval), documents.take(n_eval)
+    if len(documents) < 2:
+        raise CorpusError("the corpus needs at least 2 documents (one to train on, one to evaluate)")
+    n_eval = max(1, round(len(documents) * validation_split_percentage / 100))
+    if max_eval_documents is not None:
+        n_eval = min(n_eval, max_eval_documents)
+    n_eval = min(n_eval, len(documents) - 1)
+    split = documents.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
+    return split["train"], split["test"]
+
+
+def cached_wordpiece_tokenizer(
+    train_documents,
+    vocab_size: int,
+    lowercase: bool = True,
+    model_max_length: int = 512,
+    training_documents: int = 100_000,
+    cache_dir: str | None = None,
+    corpus_id: Any = None,
+):
+    """A WordPiece tokenizer trained on (at most `training_documents` of) the training documents, cached.
+
+    WordPiece training breaks frequency ties in hash order, so two trainings on one corpus may differ in a few
+    rare tokens. The result is kept by corpus fingerprint (or `corpus_id` for a stream) and settings: reruns
+    and both scripts share it, and with it the caches of every later step.
+    """
+    corpus_id = getattr(train_documents, "_fingerprint", None) or corpus_id
+    key = Hasher.hash(("wordpiece-v1", corpus_id, vocab_size, lowercase, model_max_length, training_documents))
+    cached = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "scratchbert_tokenizers" / key
+    if (cached / "tokenizer.json").is_file():
+        logger.info("Reusing the WordPiece tokenizer trained on this corpus before: %s", cached)
+        return AutoTokenizer.from_pretrained(cached)
+    logger.info("Training a WordPiece tokenizer (vocab %d) on the training documents", vocab_size)
+    texts = (row["text"] for row in train_documents.take(training_documents))
+    tokenizer = train_wordpiece_tokenizer(
+        texts, vocab_size=vocab_size, lowercase=lowercase, model_max_length=model_max_length
+    )
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    staging = cached.with_name(f"{cached.name}.partial-{os.getpid()}")
+    tokenizer.save_pretrained(staging)
+    try:
+        os.replace(staging, cached)  # atomic: a reader never sees half a tokenizer
+    except OSError:  # another process got there first
+        shutil.rmtree(staging, ignore_errors=True)
+    return tokenizer
+
+
+def build_dataset(
+    documents,
+    tokenizer,
+    max_seq_length: int,
+    short_seq_prob: float = 0.1,
+    dupe_factor: int = 1,
+    nsp: bool = True,
+    seed: int = 0,
+    num_proc: int | None = None,
+    description: str = "train",
+):
+    """Documents -> tokenized sentences -> pretraining examples, both steps cached by `datasets`.
+
+    The cache keys are explicit (input fingerprint + tokenizer JSON + settings): a freshly trained tokenizer
+    pickles differently each run, which would otherwise defeat the cache. A streamed corpus is processed lazily.
+    """
+    streaming = isinstance(documents, datasets.IterableDataset)
+    tokenizer_state = tokenizer.backend_tokenizer.to_str()
+    sentences_kwargs, examples_kwargs = {}, {}
+    if not streaming:
+        sentences_fingerprint = Hasher.hash(("sentences-v2", documents._fingerprint, tokenizer_state))
+        sentences_kwargs = dict(num_proc=num_proc, desc=f"{description}: tokenizing", new_fingerprint=sentences_fingerprint)
+    sentences = documents.map(
+        tokenize_documents, batched=True, remove_columns=["text"], fn_kwargs={"tokenizer": tokenizer}, **sentences_kwargs
+    )
+    if not streaming and nsp:
+        counts = sentences.map(
+            lambda batch: {"multi": [len(s) >= 2 for s in batch["sentences"]]},
+            batched=True, remove_columns=["sentences"], new_fingerprint=Hasher.hash(("multi-v1", sentences_fingerprint)),
+        )
+        if not any(counts["multi"]):
+            raise CorpusError(
+                f"{description}: no document has two or more sentences, so no next-sentence pairs can be made; "
+                "give documents of several sentences, or pass --mlm_only to train masked LM alone"
+            )
+    build_kwargs = {
+        "cls_token_id": tokenizer.cls_token_id,
+        "sep_token_id": tokenizer.sep_token_id,
+        "max_seq_length": max_seq_length,
+        "short_seq_prob": short_seq_prob,
+        "dupe_factor": dupe_factor,
+        "nsp": nsp,
+        "seed": seed,
+    }
+    if not streaming:
+        examples_kwargs = dict(
+            num_proc=num_proc,
+            desc=f"{description}: building {'MLM + NSP' if nsp else 'MLM'} examples",
+            new_fingerprint=Hasher.hash(("examples-v2", sentences_fingerprint, sorted(build_kwargs.items()))),
+        )
+    examples = sentences.map(
+        build_examples, batched=True, batch_size=1000, with_indices=True, remove_columns=["sentences"],
+        fn_kwargs=build_kwargs, **examples_kwargs,
+    )
+    if not streaming and len(examples) == 0:
+        raise CorpusError(f"{description}: the documents produced no examples (are they empty?)")
+    return examples
+
+
+def build_eval_dataset(
+    documents, tokenizer, max_seq_length: int, short_seq_prob: float = 0.1, nsp: bool = True, seed: int = 42,
+    num_proc: int | None = None,
+):
+    """Held-out documents -> examples masked once and for all (15 %, 80/10/10, seeded by `seed`).
+
+    One pass over the documents (no dupe_factor) and masks independent of training: every run on the same
+    documents, tokenizer and max_seq_length is scored on exactly the same positions, however long it trained.
+    """
+    examples = build_dataset(
+        documents, tokenizer, max_seq_length, short_seq_prob, dupe_factor=1, nsp=nsp, seed=seed, num_proc=num_proc,
+        description="eval",
+    )
+    mask_kwargs = {"mask_token_id": tokenizer.mask_token_id, "vocab_size": len(tokenizer), "seed": seed}
+    extra = {}
+    if not isinstance(examples, datasets.IterableDataset):
+        extra = dict(
+            desc="eval: masking once",
+            new_fingerprint=Hasher.hash(("eval-masks-v1", examples._fingerprint, sorted(mask_kwargs.items()))),
+        )
+    return examples.map(
+        mask_for_evaluation, batched=True, with_indices=True, remove_columns=["special_tokens_mask"],
+        fn_kwargs=mask_kwargs, **extra,
+    )
