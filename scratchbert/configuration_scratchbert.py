@@ -43,7 +43,9 @@ class ScratchBertConfig(PreTrainedConfig):
             gradients are the same; the dense `[batch, seq, vocab]` logits are then not built and `logits` is None).
         unpad_inputs: drop padding tokens before the embeddings and run every per-token block on the real tokens
             only (attention still sees the padded layout). Same outputs at real tokens; zeros at padding. Off by
-            default (it adds data-dependent shapes, a graph break for torch.compile); the scripts turn it on.
+            default (it adds data-dependent shapes, a graph break for torch.compile). run_classification.py turns it on
+            (sentence pairs such as QQP's fill a quarter of their padded length); run_pretraining.py leaves it off
+            (its pairs are packed to max_seq_length, so there is little padding to skip).
     """
 
     model_type = "scratchbert"

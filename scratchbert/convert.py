@@ -24,16 +24,10 @@ from safetensors.torch import load_file
 from .configuration_scratchbert import ScratchBertConfig
 from . import modeling_scratchbert
 
-# BERT head class -> ScratchBert head class (the same task, the same heads).
+# BERT head class -> ScratchBert head class (the same task, the same heads), from the one list of heads.
 HEAD_CLASSES = {
-    "BertModel": "ScratchBertModel",
-    "BertForPreTraining": "ScratchBertForPreTraining",
-    "BertForMaskedLM": "ScratchBertForMaskedLM",
-    "BertForNextSentencePrediction": "ScratchBertForNextSentencePrediction",
-    "BertForSequenceClassification": "ScratchBertForSequenceClassification",
-    "BertForTokenClassification": "ScratchBertForTokenClassification",
-    "BertForQuestionAnswering": "ScratchBertForQuestionAnswering",
-    "BertForMultipleChoice": "ScratchBertForMultipleChoice",
+    model_class.__name__.replace("ScratchBert", "Bert", 1): model_class.__name__
+    for model_class in modeling_scratchbert.AUTO_CLASSES.values()
 }
 
 # Config fields that mean the same in both models.

@@ -1,7 +1,8 @@
 """ScratchBert: BERT (Devlin et al., 2018) written from scratch as a transformers model.
 
 Read top to bottom: embeddings, self-attention, encoder layer, the base model, then one class per task head.
-Shapes in comments use B = batch, T = sequence length, H = hidden size, V = vocabulary, N = labelled positions.
+Shapes in comments use B = batch, T = sequence length, H = hidden size, V = vocabulary, N = labelled positions
+(MLM), R = real (non-padding) tokens packed together on the unpadded path.
 
 This file is copied as-is into every exported checkpoint (remote code), so it imports only torch, transformers
 and the configuration beside it. It never imports transformers.models.bert: the maths mirror BERT exactly, the
@@ -61,12 +62,12 @@ class ScratchBertEmbeddings(nn.Module):
         position_ids = position_ids.expand(batch_size, seq_len)  # [B, T]
         if token_type_ids is None:
             token_type_ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device=device)
-        if unpadded is not None:  # keep only the real tokens: [B, T, ...] -> [N, ...]
+        if unpadded is not None:  # keep only the real tokens: [B, T, ...] -> [R, ...]
             input_ids, inputs_embeds, token_type_ids, position_ids = (
                 None if t is None else unpadded.unpad(t) for t in (input_ids, inputs_embeds, token_type_ids, position_ids)
             )
         if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)  # [B, T, H], or [N, H] unpadded
+            inputs_embeds = self.word_embeddings(input_ids)  # [B, T, H], or [R, H] unpadded
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
         embeddings = embeddings + self.position_embeddings(position_ids)
         return self.dropout(self.layer_norm(embeddings))  # [B, T, H]
@@ -93,16 +94,16 @@ def attention_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Te
     return bias.masked_fill(~keep, torch.finfo(dtype).min)
 
 
-# Unpadding (the fast path, after MosaicBERT): real tokens are packed into one [N, H] matrix so that the
+# Unpadding (the fast path, after MosaicBERT): real tokens are packed into one [R, H] matrix so that the
 # embeddings, projections and feed-forward blocks do no work on padding. Attention alone needs the [B, T]
 # layout: each layer scatters Q/K/V back for it and gathers the result. Outputs equal the padded path's.
 
 
 @dataclass
 class Unpadded:
-    """Where the N packed tokens sit in the [B, T] batch."""
+    """Where the R packed tokens sit in the [B, T] batch."""
 
-    indices: torch.Tensor  # [N], flat positions b * T + t of the real tokens
+    indices: torch.Tensor  # [R], flat positions b * T + t of the real tokens
     batch_size: int
     seq_len: int
 
@@ -110,10 +111,10 @@ class Unpadded:
     def from_mask(cls, attention_mask: torch.Tensor) -> "Unpadded":
         return cls(attention_mask.reshape(-1).nonzero().squeeze(-1), *attention_mask.shape)
 
-    def unpad(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, ...] -> [N, ...]
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, ...] -> [R, ...]
         return x.reshape(self.batch_size * self.seq_len, *x.shape[2:]).index_select(0, self.indices)
 
-    def pad(self, x: torch.Tensor) -> torch.Tensor:  # [N, ...] -> [B, T, ...], zeros at padding
+    def pad(self, x: torch.Tensor) -> torch.Tensor:  # [R, ...] -> [B, T, ...], zeros at padding
         out = x.new_zeros((self.batch_size * self.seq_len, *x.shape[1:]))
         return out.index_copy(0, self.indices, x).view(self.batch_size, self.seq_len, *x.shape[1:])
 
@@ -134,16 +135,17 @@ class ScratchBertSelfAttention(nn.Module):
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_prob = config.attention_probs_dropout_prob
 
-    def forward(self, hidden_states, attention_mask=None, output_attentions=False, unpadded=None, **kwargs):
-        qkv = self.qkv(hidden_states)  # [B, T, 3H], or [N, 3H] when unpadded
+    def forward(self, hidden_states, attention_bias=None, output_attentions=False, unpadded=None, **kwargs):
+        # attention_bias: [B, 1, 1, T] additive (0 or a large negative at padding), or None for no padding.
+        qkv = self.qkv(hidden_states)  # [B, T, 3H], or [R, 3H] when unpadded
         if unpadded is not None:
-            qkv = unpadded.pad(qkv)  # [N, 3H] -> [B, T, 3H]
+            qkv = unpadded.pad(qkv)  # [R, 3H] -> [B, T, 3H]
         batch_size, seq_len, _ = qkv.shape
         hidden_size = self.num_heads * self.head_dim
         # [B, T, 3H] -> 3 x [B, heads, T, head_dim]
         qkv = qkv.view(batch_size, seq_len, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        bias = None if attention_mask is None else attention_bias(attention_mask, query.dtype)  # [B, 1, 1, T]
+        bias = None if attention_bias is None else attention_bias.to(query.dtype)  # a no-op unless autocast
         dropout_prob = self.dropout_prob if self.training else 0.0
 
         if self.config._attn_implementation == "eager" or output_attentions:
@@ -158,7 +160,7 @@ class ScratchBertSelfAttention(nn.Module):
 
         context = context.transpose(1, 2).reshape(batch_size, seq_len, hidden_size)  # [B, T, H]
         if unpadded is not None:
-            context = unpadded.unpad(context)  # [N, H]
+            context = unpadded.unpad(context)  # [R, H]
         return self.out(context), probs
 
 
@@ -179,14 +181,14 @@ class ScratchBertLayer(GradientCheckpointingLayer):
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states, attention_mask=None, **kwargs) -> torch.Tensor:
-        # hidden_states: [B, T, H], or [N, H] on the unpadded path; everything but attention is per token.
+    def forward(self, hidden_states, attention_bias=None, **kwargs) -> torch.Tensor:
+        # hidden_states: [B, T, H], or [R, H] on the unpadded path; everything but attention is per token.
         if self.pre_norm:
-            attention_output, _ = self.attention(self.attention_norm(hidden_states), attention_mask, **kwargs)
+            attention_output, _ = self.attention(self.attention_norm(hidden_states), attention_bias, **kwargs)
             hidden_states = hidden_states + self.dropout(attention_output)
             ffn_output = self.ffn_out(self.act(self.ffn_in(self.ffn_norm(hidden_states))))  # [B, T, I] -> [B, T, H]
             return hidden_states + self.dropout(ffn_output)
-        attention_output, _ = self.attention(hidden_states, attention_mask, **kwargs)
+        attention_output, _ = self.attention(hidden_states, attention_bias, **kwargs)
         hidden_states = self.attention_norm(hidden_states + self.dropout(attention_output))
         ffn_output = self.ffn_out(self.act(self.ffn_in(hidden_states)))  # [B, T, I] -> [B, T, H]
         return self.ffn_norm(hidden_states + self.dropout(ffn_output))
@@ -222,21 +224,6 @@ class ScratchBertMLMHead(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-# Every Auto class a saved ScratchBert folder answers to. save_pretrained writes all of them into config.json
-# (transformers would write only the saved class), so one folder loads into any head with trust_remote_code.
-AUTO_MAP = {
-    "AutoConfig": "configuration_scratchbert.ScratchBertConfig",
-    "AutoModel": "modeling_scratchbert.ScratchBertModel",
-    "AutoModelForPreTraining": "modeling_scratchbert.ScratchBertForPreTraining",
-    "AutoModelForMaskedLM": "modeling_scratchbert.ScratchBertForMaskedLM",
-    "AutoModelForNextSentencePrediction": "modeling_scratchbert.ScratchBertForNextSentencePrediction",
-    "AutoModelForSequenceClassification": "modeling_scratchbert.ScratchBertForSequenceClassification",
-    "AutoModelForTokenClassification": "modeling_scratchbert.ScratchBertForTokenClassification",
-    "AutoModelForQuestionAnswering": "modeling_scratchbert.ScratchBertForQuestionAnswering",
-    "AutoModelForMultipleChoice": "modeling_scratchbert.ScratchBertForMultipleChoice",
-}
-
-
 class ScratchBertPreTrainedModel(PreTrainedModel):
     config_class = ScratchBertConfig
     config: ScratchBertConfig
@@ -249,7 +236,8 @@ class ScratchBertPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does, plus this file and the configuration's (remote code) and the full auto_map.
 
-        Each class's `_auto_class` makes transformers copy the code files; push_to_hub saves through here too.
+        Each head's `_auto_class` (set from AUTO_CLASSES) makes transformers copy the code files; push_to_hub
+        saves through here too.
         """
         self.config.auto_map = dict(AUTO_MAP)
         return super().save_pretrained(save_directory, *args, **kwargs)
@@ -298,7 +286,6 @@ def cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor):
 class ScratchBertModel(ScratchBertPreTrainedModel):
     """The bare encoder: embeddings, `num_hidden_layers` layers and (optionally) the pooler."""
 
-    _auto_class = "AutoModel"  # saved folders carry this file as remote code
 
     def __init__(self, config: ScratchBertConfig, add_pooling_layer: bool = True):
         super().__init__(config)
@@ -356,7 +343,7 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         self.check_inputs(input_ids, inputs_embeds, token_type_ids)
         output_attentions = kwargs.get("output_attentions", self.config.output_attentions)
         output_hidden_states = kwargs.get("output_hidden_states", self.config.output_hidden_states)
-        # The unpadded fast path (config.unpad_inputs) packs real tokens into [N, H]; per-layer outputs are
+        # The unpadded fast path (config.unpad_inputs) packs real tokens into [R, H]; per-layer outputs are
         # then packed too, so it steps aside when they are asked for.
         if attention_mask is not None and not torch.compiler.is_compiling() and bool(attention_mask.all()):
             attention_mask = None  # no padding: let attention take its unmasked (fastest) kernel
@@ -364,12 +351,18 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         if self.config.unpad_inputs and attention_mask is not None and not (output_attentions or output_hidden_states):
             unpadded = Unpadded.from_mask(attention_mask)
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, unpadded=unpadded)
+        # One additive bias for every layer, in the dtype attention computes in (bf16 under autocast).
+        bias = None
+        if attention_mask is not None:
+            device_type = hidden_states.device.type
+            dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden_states.dtype
+            bias = attention_bias(attention_mask, dtype)  # [B, 1, 1, T]
         for layer in self.layers:
-            hidden_states = layer(hidden_states, attention_mask, output_attentions=output_attentions, unpadded=unpadded)
+            hidden_states = layer(hidden_states, bias, output_attentions=output_attentions, unpadded=unpadded)
         if self.final_norm is not None:
             hidden_states = self.final_norm(hidden_states)
         if unpadded is not None:
-            hidden_states = unpadded.pad(hidden_states)  # [N, H] -> [B, T, H], zeros at padding
+            hidden_states = unpadded.pad(hidden_states)  # [R, H] -> [B, T, H], zeros at padding
         pooled_output = self.pooler(hidden_states) if self.pooler is not None else None  # [B, H]
         return BaseModelOutputWithPooling(last_hidden_state=hidden_states, pooler_output=pooled_output)
 
@@ -428,7 +421,6 @@ class ScratchBertMLMMixin:
 class ScratchBertForPreTraining(ScratchBertMLMMixin, ScratchBertPreTrainedModel):
     """Encoder + MLM head + NSP head, trained on loss = mlm_loss_weight * MLM + nsp_loss_weight * NSP."""
 
-    _auto_class = "AutoModelForPreTraining"  # saved folders carry this file as remote code
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
@@ -484,7 +476,6 @@ class ScratchBertForPreTraining(ScratchBertMLMMixin, ScratchBertPreTrainedModel)
 class ScratchBertForMaskedLM(ScratchBertMLMMixin, ScratchBertPreTrainedModel):
     """Encoder (no pooler) + MLM head: fill-mask and MLM-only pretraining."""
 
-    _auto_class = "AutoModelForMaskedLM"  # saved folders carry this file as remote code
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
@@ -517,7 +508,6 @@ class ScratchBertForMaskedLM(ScratchBertMLMMixin, ScratchBertPreTrainedModel):
 class ScratchBertForNextSentencePrediction(ScratchBertPreTrainedModel):
     """Encoder + NSP head: does segment B follow segment A? (label 0 = yes, 1 = B is random)."""
 
-    _auto_class = "AutoModelForNextSentencePrediction"  # saved folders carry this file as remote code
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
@@ -564,7 +554,6 @@ class ScratchBertForSequenceClassification(ScratchBertPreTrainedModel):
     (cross-entropy) for integer labels, multi-label (BCE with logits) otherwise.
     """
 
-    _auto_class = "AutoModelForSequenceClassification"  # saved folders carry this file as remote code
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
@@ -616,7 +605,6 @@ class ScratchBertForSequenceClassification(ScratchBertPreTrainedModel):
 class ScratchBertForTokenClassification(ScratchBertPreTrainedModel):
     """Encoder (no pooler) + dropout + linear per token: tagging (NER, POS)."""
 
-    _auto_class = "AutoModelForTokenClassification"  # saved folders carry this file as remote code
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
@@ -651,7 +639,6 @@ class ScratchBertForTokenClassification(ScratchBertPreTrainedModel):
 class ScratchBertForQuestionAnswering(ScratchBertPreTrainedModel):
     """Encoder (no pooler) + linear to start/end scores per token: extractive QA (SQuAD)."""
 
-    _auto_class = "AutoModelForQuestionAnswering"  # saved folders carry this file as remote code
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
@@ -700,7 +687,6 @@ class ScratchBertForQuestionAnswering(ScratchBertPreTrainedModel):
 class ScratchBertForMultipleChoice(ScratchBertPreTrainedModel):
     """Encoder + linear scoring each (context, choice) pair; inputs are [B, num_choices, T]."""
 
-    _auto_class = "AutoModelForMultipleChoice"  # saved folders carry this file as remote code
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
@@ -742,15 +728,33 @@ class ScratchBertForMultipleChoice(ScratchBertPreTrainedModel):
         )
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The list of heads, kept once: the package's exports and Auto registration, the auto_map of saved folders and
+# scratchbert.convert's BERT class names all derive from it.
+# ----------------------------------------------------------------------------------------------------------------
+
+AUTO_CLASSES = {
+    "AutoModel": ScratchBertModel,
+    "AutoModelForPreTraining": ScratchBertForPreTraining,
+    "AutoModelForMaskedLM": ScratchBertForMaskedLM,
+    "AutoModelForNextSentencePrediction": ScratchBertForNextSentencePrediction,
+    "AutoModelForSequenceClassification": ScratchBertForSequenceClassification,
+    "AutoModelForTokenClassification": ScratchBertForTokenClassification,
+    "AutoModelForQuestionAnswering": ScratchBertForQuestionAnswering,
+    "AutoModelForMultipleChoice": ScratchBertForMultipleChoice,
+}
+for _auto_name, _model_class in AUTO_CLASSES.items():
+    _model_class._auto_class = _auto_name  # save_pretrained then copies this file beside the weights (remote code)
+
+# Every Auto class a saved folder answers to. save_pretrained writes all of them into config.json (transformers
+# would write only the saved class), so one folder loads into any head with trust_remote_code.
+AUTO_MAP = {
+    "AutoConfig": "configuration_scratchbert.ScratchBertConfig",
+    **{name: f"modeling_scratchbert.{model_class.__name__}" for name, model_class in AUTO_CLASSES.items()},
+}
+
 __all__ = [
-    "ScratchBertForMaskedLM",
-    "ScratchBertForMultipleChoice",
-    "ScratchBertForNextSentencePrediction",
-    "ScratchBertForPreTraining",
-    "ScratchBertForPreTrainingOutput",
-    "ScratchBertForQuestionAnswering",
-    "ScratchBertForSequenceClassification",
-    "ScratchBertForTokenClassification",
-    "ScratchBertModel",
     "ScratchBertPreTrainedModel",
+    "ScratchBertForPreTrainingOutput",
+    *(model_class.__name__ for model_class in AUTO_CLASSES.values()),
 ]
