@@ -26,13 +26,12 @@ from pathlib import Path
 import torch
 import transformers
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+import scratchbert  # the installed package (pip install -e .), never the source tree by path
+from scratchbert.convert import bert_to_scratchbert_state_dict, scratchbert_config_to_bert
+from scratchbert.corpus import load_documents
+from scratchbert.pretraining_data import DataCollatorForPretraining, build_examples, tokenize_documents
 
-import scratchbert  # noqa: E402
-from scratchbert.convert import bert_to_scratchbert_state_dict, scratchbert_config_to_bert  # noqa: E402
-from scratchbert.corpus import load_documents  # noqa: E402
-from scratchbert.pretraining_data import DataCollatorForPretraining, build_examples, tokenize_documents  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 

@@ -31,6 +31,7 @@ from .pretraining_data import build_dataset, cached_wordpiece_tokenizer, split_d
 from .runs import (
     GuardedTrainer,
     RunArguments,
+    check_sequence_length,
     check_output_dir,
     publish_results,
     resolve_checkpoint,
@@ -467,11 +468,7 @@ def run(argv: list[str] | None = None) -> dict:
         label_names = label_names_of(raw["train"], data_args.label_column)
         splits = tokenize_splits(raw, tokenizer, data_args, text_1, text_2, label_names)
     model = build_model(model_args, tokenizer, label_names)
-    if data_args.max_seq_length > model.config.max_position_embeddings:
-        raise ConfigError(
-            f"max_seq_length={data_args.max_seq_length} exceeds the model's max_position_embeddings="
-            f"{model.config.max_position_embeddings}"
-        )
+    check_sequence_length(data_args.max_seq_length, model.config.max_position_embeddings)
     logger.info("%d training and %d evaluation examples; labels: %s", len(splits["train"]), len(splits["validation"]), label_names)
 
     trainer = GuardedTrainer(

@@ -5,7 +5,9 @@ train one), turn documents into masked-LM + NSP examples (cached by `datasets`),
 evaluate, and export a folder that loads anywhere (weights, tokenizer, remote code, model card, results).
 """
 
+import dataclasses
 import functools
+import inspect
 import json
 import logging
 import math
@@ -24,6 +26,7 @@ from .cli import ConfigError, parse_config
 from .runs import (
     GuardedTrainer,
     RunArguments,
+    check_sequence_length,
     check_output_dir,
     publish_results,
     resolve_checkpoint,
@@ -49,6 +52,10 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "pretrain_offline.yaml"
+
+
+# ModelArguments fields that are ScratchBertConfig parameters (the rest choose the checkpoint and tokenizer).
+CONFIG_FIELDS = set(inspect.signature(ScratchBertConfig.__init__).parameters) - {"self", "kwargs"}
 
 
 @dataclass
@@ -120,6 +127,10 @@ class DataArguments:
     preprocessing_num_workers: int | None = None
     cache_dir: str | None = None
 
+    def __post_init__(self):
+        if self.max_seq_length < 8:
+            raise ValueError(f"max_seq_length={self.max_seq_length} is too short for a sentence pair")
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Tokenizer, data and model
@@ -179,35 +190,21 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
                 f"({vocab_size} tokens); pass the tokenizer it was trained with"
             )
     else:
+        # The model section of the config flows into ScratchBertConfig as one mapping; the tokenizer sets the
+        # vocabulary, and MLM-only runs carry no NSP loss.
+        model_section = {k: v for k, v in dataclasses.asdict(model_args).items() if k in CONFIG_FIELDS}
+        model_section.update(
+            vocab_size=vocab_size, pad_token_id=tokenizer.pad_token_id,
+            nsp_loss_weight=0.0 if data_args.mlm_only else model_args.nsp_loss_weight,
+        )
         try:
-            config = ScratchBertConfig(
-                vocab_size=vocab_size,
-                hidden_size=model_args.hidden_size,
-                num_hidden_layers=model_args.num_hidden_layers,
-                num_attention_heads=model_args.num_attention_heads,
-                intermediate_size=model_args.intermediate_size,
-                hidden_act=model_args.hidden_act,
-                hidden_dropout_prob=model_args.hidden_dropout_prob,
-                attention_probs_dropout_prob=model_args.attention_probs_dropout_prob,
-                max_position_embeddings=model_args.max_position_embeddings,
-                initializer_range=model_args.initializer_range,
-                layer_norm_position=model_args.layer_norm_position,
-                position_embedding_init=model_args.position_embedding_init,
-                pad_token_id=tokenizer.pad_token_id,
-                mlm_loss_weight=model_args.mlm_loss_weight,
-                nsp_loss_weight=model_args.nsp_loss_weight,
-                sparse_mlm_prediction=model_args.sparse_mlm_prediction,
-            )
+            config = ScratchBertConfig(**model_section)
         except ValueError as error:
             raise ConfigError(str(error)) from None
         model = AutoModelForPreTraining.from_config(config, attn_implementation=model_args.attn_implementation)
-    if data_args.max_seq_length > model.config.max_position_embeddings:
-        raise ConfigError(
-            f"max_seq_length={data_args.max_seq_length} exceeds the model's max_position_embeddings="
-            f"{model.config.max_position_embeddings}"
-        )
+    check_sequence_length(data_args.max_seq_length, model.config.max_position_embeddings)
     if data_args.mlm_only:
-        model.config.nsp_loss_weight = 0.0  # no NSP labels; recorded in the saved config
+        model.config.nsp_loss_weight = 0.0  # a loaded checkpoint: no NSP labels, recorded in the saved config
     return model
 
 
@@ -437,12 +434,8 @@ def run(argv: list[str] | None = None) -> dict:
     logger.info("Configuration: %s", config_path or "flags only")
     check_output_dir(training_args, run_args)
     checkpoint = resolve_checkpoint(training_args)
-    if data_args.max_seq_length < 8:
-        raise ConfigError(f"max_seq_length={data_args.max_seq_length} is too short for a sentence pair")
-    if data_args.max_seq_length > model_args.max_position_embeddings and not model_args.model_name_or_path:
-        raise ConfigError(
-            f"max_seq_length={data_args.max_seq_length} exceeds max_position_embeddings={model_args.max_position_embeddings}"
-        )
+    if not model_args.model_name_or_path:  # a fresh model's size is known now: fail before any data work
+        check_sequence_length(data_args.max_seq_length, model_args.max_position_embeddings)
     if run_args.wandb_project and not os.environ.get("WANDB_PROJECT"):
         os.environ["WANDB_PROJECT"] = run_args.wandb_project
     push_to_hub = training_args.push_to_hub

@@ -82,6 +82,12 @@ def check_output_dir(training_args: TrainingArguments, run_args: RunArguments):
             raise ConfigError(f"--output {run_args.output}: folder {parent} cannot be created or written")
 
 
+def check_sequence_length(max_seq_length: int, max_position_embeddings: int):
+    """The one place that checks max_seq_length against the model's positions (both scripts, fresh or loaded)."""
+    if max_seq_length > max_position_embeddings:
+        raise ConfigError(f"max_seq_length={max_seq_length} exceeds max_position_embeddings={max_position_embeddings}")
+
+
 def is_complete_checkpoint(folder: str | Path) -> bool:
     """The Trainer writes trainer_state.json last: a checkpoint is complete once that file parses.
 
