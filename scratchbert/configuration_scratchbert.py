@@ -9,6 +9,7 @@ from transformers import PreTrainedConfig
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
 POSITION_EMBEDDING_INITS = ("normal", "sinusoidal")
 LAYER_NORM_POSITIONS = ("post", "pre")
+ATTENTION_POSITION_BIASES = ("none", "alibi")
 
 
 class ScratchBertConfig(PreTrainedConfig):
@@ -32,6 +33,9 @@ class ScratchBertConfig(PreTrainedConfig):
             starting point differs, so the layout stays BERT's; "sinusoidal" gives attention a notion of
             "nearby" from the first step, which a briefly trained BERT otherwise spends long learning.
         layer_norm_eps: epsilon of every LayerNorm.
+        attention_position_bias: "none" (BERT's: positions enter through the embeddings alone) or "alibi" (every
+            head also adds -slope * |i - j| to its attention scores, as MosaicBERT does). No BERT layout:
+            `scratchbert.convert` refuses it.
         layer_norm_position: "post" (BERT's: x = LN(x + f(x)) in every sub-layer) or "pre" (x = x + f(LN(x)), plus
             a final LayerNorm after the last layer, as in GPT-2, Cramming and most recent encoders). Pre-LN keeps the
             residual path free of normalisation, so it trains stably at higher learning rates. It has no BERT layout:
@@ -66,6 +70,7 @@ class ScratchBertConfig(PreTrainedConfig):
         position_embedding_init: str = "normal",
         layer_norm_eps: float = 1e-12,
         layer_norm_position: str = "post",
+        attention_position_bias: str = "none",
         pad_token_id: int | None = 0,
         classifier_dropout: float | None = None,
         mlm_loss_weight: float = 1.0,
@@ -89,6 +94,7 @@ class ScratchBertConfig(PreTrainedConfig):
         self.position_embedding_init = position_embedding_init
         self.layer_norm_eps = layer_norm_eps
         self.layer_norm_position = layer_norm_position
+        self.attention_position_bias = attention_position_bias
         self.classifier_dropout = classifier_dropout
         self.mlm_loss_weight = mlm_loss_weight
         self.nsp_loss_weight = nsp_loss_weight
@@ -131,6 +137,11 @@ class ScratchBertConfig(PreTrainedConfig):
             raise ValueError(
                 f"ScratchBertConfig.layer_norm_position must be one of {', '.join(LAYER_NORM_POSITIONS)}, "
                 f"got {self.layer_norm_position!r}"
+            )
+        if self.attention_position_bias not in ATTENTION_POSITION_BIASES:
+            raise ValueError(
+                f"ScratchBertConfig.attention_position_bias must be one of {', '.join(ATTENTION_POSITION_BIASES)}, "
+                f"got {self.attention_position_bias!r}"
             )
         if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
             raise ValueError(

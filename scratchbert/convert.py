@@ -177,13 +177,24 @@ def bert_config_to_scratchbert(bert_config: dict) -> ScratchBertConfig:
         raise ConversionError(f"BERT config cannot build a ScratchBert: {error}") from None
 
 
+def check_bert_layout(config: ScratchBertConfig, source="this model"):
+    """Refuse the architecture options BERT has no layout for (pre-LayerNorm layers, ALiBi attention)."""
+    if config.layer_norm_position != "post":
+        raise ConversionError(
+            f"{source} uses layer_norm_position={config.layer_norm_position!r}: BERT has post-LayerNorm layers only, "
+            "so there is no BERT layout to convert to"
+        )
+    if config.attention_position_bias != "none":
+        raise ConversionError(
+            f"{source} uses attention_position_bias={config.attention_position_bias!r}: BERT's attention has no "
+            "position bias, so there is no BERT layout to convert to"
+        )
+
+
 def scratchbert_config_to_bert(config: ScratchBertConfig):
     from transformers import BertConfig
 
-    if config.layer_norm_position != "post":
-        raise ConversionError(
-            f"layer_norm_position={config.layer_norm_position!r} has no BERT layout (BERT's layers are post-LayerNorm)"
-        )
+    check_bert_layout(config)
     kwargs = {k: getattr(config, k) for k in SHARED_CONFIG_KEYS if getattr(config, k, None) is not None}
     return BertConfig(**kwargs)
 
@@ -337,11 +348,7 @@ def convert_scratchbert_to_bert(src: str | os.PathLike, dst: str | os.PathLike) 
         config = ScratchBertConfig.from_dict(config_dict)
     except ValueError as error:
         raise ConversionError(f"invalid ScratchBert config: {error}") from None
-    if config.layer_norm_position != "post":
-        raise ConversionError(
-            f"{src} uses layer_norm_position={config.layer_norm_position!r}: BERT has post-LayerNorm layers only, "
-            "so this model has no BERT layout to convert to"
-        )
+    check_bert_layout(config, src)
     scratch_head = (config_dict.get("architectures") or ["ScratchBertModel"])[0]
     bert_head = {v: k for k, v in HEAD_CLASSES.items()}.get(scratch_head)
     if bert_head is None:

@@ -83,6 +83,19 @@ def sinusoidal_positions(num_positions: int, dim: int, std: float) -> torch.Tens
     return table * std * 2**0.5  # sin and cos have standard deviation 1/sqrt(2)
 
 
+def alibi_bias(num_heads: int, seq_len: int, device, dtype) -> torch.Tensor:
+    """ALiBi (Press et al., 2022; MosaicBERT's bidirectional form): head h adds -slope_h * |i - j| to its scores.
+
+    Slopes 2^(-8 (h + 1) / heads) give each head its own reach, from nearly local to nearly global: attention
+    starts out knowing what is near, which BERT otherwise learns slowly through its position embeddings.
+    Returns [1, heads, T, T].
+    """
+    slopes = torch.pow(2.0, -8.0 * torch.arange(1, num_heads + 1, device=device) / num_heads)  # [heads]
+    position = torch.arange(seq_len, device=device)
+    distance = (position[None, :] - position[:, None]).abs()  # [T, T]
+    return (-slopes[:, None, None] * distance).to(dtype)[None]
+
+
 def attention_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """[B, T] mask of 1 (attend) / 0 (padding) -> [B, 1, 1, T] additive bias in `dtype`.
 
@@ -353,10 +366,14 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, unpadded=unpadded)
         # One additive bias for every layer, in the dtype attention computes in (bf16 under autocast).
         bias = None
+        device_type = hidden_states.device.type
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden_states.dtype
         if attention_mask is not None:
-            device_type = hidden_states.device.type
-            dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden_states.dtype
             bias = attention_bias(attention_mask, dtype)  # [B, 1, 1, T]
+        if self.config.attention_position_bias == "alibi":
+            seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+            alibi = alibi_bias(self.config.num_attention_heads, seq_len, hidden_states.device, dtype)  # [1, heads, T, T]
+            bias = alibi if bias is None else bias + alibi  # [B, heads, T, T]
         for layer in self.layers:
             hidden_states = layer(hidden_states, bias, output_attentions=output_attentions, unpadded=unpadded)
         if self.final_norm is not None:

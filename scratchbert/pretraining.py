@@ -85,6 +85,9 @@ class ModelArguments:
     layer_norm_position: str = field(
         default="post", metadata={"help": "post (BERT's) or pre (pre-LayerNorm layers + a final LayerNorm; not convertible to BERT)"}
     )
+    attention_position_bias: str = field(
+        default="none", metadata={"help": "none (BERT's) or alibi (a -slope * distance bias per head; not convertible to BERT)"}
+    )
     position_embedding_init: str = field(
         default="normal", metadata={"help": "normal (BERT's) or sinusoidal: how fresh position embeddings start"}
     )

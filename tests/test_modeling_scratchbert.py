@@ -446,7 +446,41 @@ def test_pre_layernorm_unpadded_path_equals_padded_path():
     assert torch.allclose(padded[real], unpadded[real], atol=1e-5)
 
 
-@pytest.mark.parametrize("field, value", [("layer_norm_position", "middle"), ("position_embedding_init", "zeros")])
+@pytest.mark.parametrize("field, value", [("layer_norm_position", "middle"), ("position_embedding_init", "zeros"), ("attention_position_bias", "rope")])
 def test_new_options_are_validated(field, value):
     with pytest.raises(ValueError, match=f"ScratchBertConfig.{field} must be one of"):
         tiny_config(**{field: value})
+
+
+def test_alibi_bias_by_hand():
+    from scratchbert.modeling_scratchbert import alibi_bias
+
+    bias = alibi_bias(num_heads=4, seq_len=5, device="cpu", dtype=torch.float32)
+    assert bias.shape == (1, 4, 5, 5)
+    assert bias[0, 0, 1, 3].item() == pytest.approx(-2 * 2**-2) and bias[0, 3, 4, 0].item() == pytest.approx(-4 * 2**-8)
+    assert torch.equal(bias, bias.transpose(-1, -2)) and (bias.diagonal(dim1=-2, dim2=-1) == 0).all()
+
+
+def test_alibi_attention_paths_agree_and_padding_is_still_ignored():
+    config = tiny_config(attention_position_bias="alibi")
+    torch.manual_seed(0)
+    model = ScratchBertModel(config).eval()
+    batch = make_batch(config)
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        sdpa = model(**batch).last_hidden_state
+        model.config._attn_implementation = "eager"
+        eager = model(**batch).last_hidden_state
+        model.config._attn_implementation = "sdpa"
+        model.config.unpad_inputs = True
+        unpadded = model(**batch).last_hidden_state
+        # Row 1 alone, without its padding: the same outputs at its real tokens.
+        n = int(real[1].sum())
+        alone = model(**{k: v[1:2, :n] for k, v in batch.items()}).last_hidden_state
+        plain = ScratchBertModel(tiny_config()).eval()
+        plain.load_state_dict(model.state_dict())
+        without_alibi = plain(**batch).last_hidden_state
+    assert torch.allclose(sdpa[real], eager[real], atol=1e-5)
+    assert torch.allclose(sdpa[real], unpadded[real], atol=1e-5)
+    assert torch.allclose(sdpa[1, :n], alone[0], atol=1e-5)
+    assert not torch.allclose(sdpa[real], without_alibi[real], atol=1e-3), "the bias changes attention"
