@@ -133,26 +133,16 @@ class ScratchBertConfig(PreTrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"ScratchBertConfig.{name} must be a non-negative number, got {value!r}")
-        if self.layer_norm_position not in LAYER_NORM_POSITIONS:
-            raise ValueError(
-                f"ScratchBertConfig.layer_norm_position must be one of {', '.join(LAYER_NORM_POSITIONS)}, "
-                f"got {self.layer_norm_position!r}"
-            )
-        if self.attention_position_bias not in ATTENTION_POSITION_BIASES:
-            raise ValueError(
-                f"ScratchBertConfig.attention_position_bias must be one of {', '.join(ATTENTION_POSITION_BIASES)}, "
-                f"got {self.attention_position_bias!r}"
-            )
-        if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
-            raise ValueError(
-                f"ScratchBertConfig.position_embedding_init must be one of {', '.join(POSITION_EMBEDDING_INITS)}, "
-                f"got {self.position_embedding_init!r}"
-            )
-        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
-            raise ValueError(
-                f"ScratchBertConfig.hidden_act must be one of {', '.join(SUPPORTED_ACTIVATIONS)}, "
-                f"got {self.hidden_act!r}"
-            )
+        for name, choices in (
+            ("hidden_act", SUPPORTED_ACTIVATIONS),
+            ("layer_norm_position", LAYER_NORM_POSITIONS),
+            ("attention_position_bias", ATTENTION_POSITION_BIASES),
+            ("position_embedding_init", POSITION_EMBEDDING_INITS),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"ScratchBertConfig.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
+                )
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"ScratchBertConfig.pad_token_id must be None or in [0, vocab_size={self.vocab_size}), "
