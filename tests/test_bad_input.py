@@ -262,6 +262,41 @@ def case_disk_full(tmp_path, capsys, tokenizer_dir):
 TABLE_IDS = re.findall(r"^\| ([a-z-]+) \|", TABLE, re.M)[1:]  # skip the header row
 
 
+def case_budget_not_positive(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--max_train_minutes", "0")
+
+
+def case_budget_schedule(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+                        "--max_train_minutes", "1", "--lr_scheduler_type", "polynomial")
+
+
+def case_unknown_architecture_option(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+                        "--attention_position_bias", "rope")
+
+
+def case_no_bert_layout(tmp_path, capsys, tokenizer_dir):
+    from scratchbert import ScratchBertForPreTraining
+    from scratchbert.convert import convert_scratchbert_to_bert
+
+    ScratchBertForPreTraining(tiny_config(attention_position_bias="alibi")).save_pretrained(tmp_path / "alibi")
+    with pytest.raises(ConversionError) as error:
+        convert_scratchbert_to_bert(tmp_path / "alibi", tmp_path / "bert")
+    assert not (tmp_path / "bert").exists()
+    return str(error.value)
+
+
+def case_resume_without_tokenizer(tmp_path, capsys, tokenizer_dir):
+    common = ["--corpus", "synthetic", "--synthetic_documents", "40", "--save_steps", "1"]
+    assert pretraining.main(["--output_dir", str(tmp_path / "first"), *TINY, *common]) == 0
+    checkpoint = tmp_path / "first" / "checkpoint-1"
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (checkpoint / name).unlink(missing_ok=True)
+    capsys.readouterr()
+    return script_error(capsys, pretraining.main, tmp_path, *common, "--resume_from_checkpoint", str(checkpoint))
+
+
 def test_every_table_row_has_a_case():
     assert TABLE_IDS and all(f"case_{i.replace('-', '_')}" in globals() for i in TABLE_IDS)
 
