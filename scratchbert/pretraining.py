@@ -471,6 +471,8 @@ def run(argv: list[str] | None = None) -> dict:
         "train_tokens": tokens_seen,
         "train_tokens_per_second": session_tokens / runtime,
         "train_runtime_seconds": runtime,
+        # Training time alone (evaluation during training excluded), the figure a time budget counts.
+        "train_minutes": (trainer.time_budget.elapsed() if trainer.time_budget else runtime) / 60,
         "runtime_seconds": time.time() - start,
         "device": str(training_args.device),
         "world_size": training_args.world_size,

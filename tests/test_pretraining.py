@@ -371,3 +371,18 @@ def test_accelerate_launch(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "r.json").read_text())["steps"] == 3
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO_ROOT / "configs").glob("pretrain_*.yaml")))
+def test_shipped_pretraining_configs_parse(config, tmp_path, monkeypatch):
+    from scratchbert.cli import parse_config
+    from scratchbert.pretraining import DataArguments, ModelArguments
+    from scratchbert.runs import RunArguments
+
+    monkeypatch.chdir(tmp_path)  # output_dir is only parsed, never created
+    model_args, data_args, run_args, training_args, _ = parse_config(
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments), [str(REPO_ROOT / "configs" / config)]
+    )
+    assert data_args.max_seq_length <= model_args.max_position_embeddings
+    if config == "pretrain_wikipedia_30min.yaml":
+        assert run_args.max_train_minutes == 30 and model_args.attention_position_bias == "alibi"
