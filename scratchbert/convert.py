@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+import transformers
 from safetensors.torch import load_file
 
 from .configuration_scratchbert import ScratchBertConfig
@@ -192,11 +193,9 @@ def check_bert_layout(config: ScratchBertConfig, source="this model"):
 
 
 def scratchbert_config_to_bert(config: ScratchBertConfig):
-    from transformers import BertConfig
-
     check_bert_layout(config)
     kwargs = {k: getattr(config, k) for k in SHARED_CONFIG_KEYS if getattr(config, k, None) is not None}
-    return BertConfig(**kwargs)
+    return transformers.BertConfig(**kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -338,8 +337,6 @@ def convert_bert_to_scratchbert(src: str | os.PathLike, dst: str | os.PathLike, 
 
 def convert_scratchbert_to_bert(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
     """Convert a ScratchBert folder into a transformers BERT folder that BertFor* load with no missing keys."""
-    import transformers
-
     src, dst = Path(src), Path(dst)
     config_dict, state = read_checkpoint(src)
     if config_dict.get("model_type") != "scratchbert":

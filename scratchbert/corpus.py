@@ -55,7 +55,7 @@ def offline_documents() -> list[str]:
     A document is one help topic. Only prose paragraphs are kept: code, `>>>` sessions, tables and reST
     headings are dropped by a simple test (enough words, mostly alphabetic, ending like a sentence).
     """
-    from pydoc_data.topics import topics
+    from pydoc_data.topics import topics  # a 1 MB module: loaded only when the offline corpus is asked for
 
     documents = []
     for name in sorted(topics):

@@ -306,7 +306,7 @@ def load_documents_and_tokenizer(model_args, data_args, training_args, checkpoin
         streaming=data_args.streaming,
         max_documents=data_args.max_documents,
         synthetic_documents_count=data_args.synthetic_documents,
-        seed=training_args.seed,
+        seed=data_args.eval_seed,  # the synthetic corpus is data: it stays put when the training seed changes
         cache_dir=data_args.cache_dir,
     )
     train_documents, eval_documents = split_documents(

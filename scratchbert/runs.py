@@ -16,6 +16,7 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
+from huggingface_hub import HfApi
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState
@@ -359,8 +360,6 @@ def setup_logging(training_args: TrainingArguments, run_args: RunArguments):
 
 def push_folder_to_hub(output_dir: Path, training_args: TrainingArguments):
     """Upload the exported folder (not the intermediate checkpoints) to `hub_model_id`."""
-    from huggingface_hub import HfApi
-
     repo_id = training_args.hub_model_id or output_dir.name
     api = HfApi(token=training_args.hub_token)
     repo_id = api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True).repo_id

@@ -253,3 +253,27 @@ def test_num_labels_disagreeing_with_the_data(tmp_path, capsys, pretrained):
     (three / "tokenizer_config.json").write_bytes((pretrained / "tokenizer_config.json").read_bytes())
     err = fails(tmp_path, capsys, "--model_name_or_path", str(three), *pair_args(train))
     assert "classifies into 3 labels" in err and "the data has 2" in err
+
+
+def test_default_tokenizer_is_trained_on_training_documents_only_and_shared_with_pretraining(tmp_path, monkeypatch):
+    from scratchbert import classification, pretraining_data
+
+    seen = []
+    real = pretraining_data.train_wordpiece_tokenizer
+
+    def spy(texts, **kwargs):
+        texts = list(texts)
+        seen.extend(texts)
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(pretraining_data, "train_wordpiece_tokenizer", spy)
+    data_args = classification.DataArguments(nsp_corpus="synthetic", nsp_documents=60, cache_dir=str(tmp_path))
+    tokenizer = classification.get_tokenizer(classification.ModelArguments(vocab_size=300), data_args, seed=42)
+    train_documents, eval_documents = classification.nsp_corpus_documents(data_args, seed=42)
+    assert seen and set(seen) <= set(train_documents["text"])
+    assert not set(seen) & set(eval_documents["text"]), "no held-out document trained the tokenizer"
+    # Pretraining's tokenizer for the same corpus, split and sizes is the very same (cached) one.
+    shared = pretraining_data.cached_wordpiece_tokenizer(
+        train_documents, vocab_size=300, model_max_length=128, cache_dir=str(tmp_path)
+    )
+    assert shared.get_vocab() == tokenizer.get_vocab() and len(seen) == len(train_documents)
