@@ -139,19 +139,20 @@ def test_resume_from_latest_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_resumed_run_takes_the_checkpoints_tokenizer(tmp_path, monkeypatch):
     output_dir, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60")
-    import scratchbert.pretraining
+    first_vocabulary = AutoTokenizer.from_pretrained(output_dir).get_vocab()
+    import scratchbert.pretraining_data
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a resumed run trained a new tokenizer")
 
-    monkeypatch.setattr(scratchbert.pretraining, "train_wordpiece_tokenizer", must_not_train)
+    monkeypatch.setattr(scratchbert.pretraining_data, "train_wordpiece_tokenizer", must_not_train)
     # A fresh cache_dir: no cached tokenizer to fall back on, so only the checkpoint can supply it.
     _, results = pretrain(
         tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", "--max_steps", "4",
         "--resume_from_checkpoint", "latest", "--cache_dir", str(tmp_path / "fresh-cache"),
     )
     assert results["steps"] == 4
-    assert AutoTokenizer.from_pretrained(output_dir).get_vocab() == AutoTokenizer.from_pretrained(output_dir / "checkpoint-2").get_vocab()
+    assert AutoTokenizer.from_pretrained(output_dir).get_vocab() == first_vocabulary
 
 
 @pytest.mark.slow
@@ -380,8 +381,10 @@ def test_shipped_pretraining_configs_parse(config, tmp_path, monkeypatch):
     from scratchbert.runs import RunArguments
 
     monkeypatch.chdir(tmp_path)  # output_dir is only parsed, never created
+    # --use_cpu: a GPU config's bf16 parses on this CPU-only machine too (transformers refuses bf16 on CPU without it).
     model_args, data_args, run_args, training_args, _ = parse_config(
-        (ModelArguments, DataArguments, RunArguments, TrainingArguments), [str(REPO_ROOT / "configs" / config)]
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments),
+        [str(REPO_ROOT / "configs" / config), "--use_cpu", "true"],
     )
     assert data_args.max_seq_length <= model_args.max_position_embeddings
     if config == "pretrain_wikipedia_30min.yaml":

@@ -14,8 +14,7 @@ from transformers import AutoTokenizer, Trainer, TrainingArguments
 
 from scratchbert import ScratchBertConfig, ScratchBertForPreTraining, train_wordpiece_tokenizer
 from scratchbert.corpus import load_documents
-from scratchbert.pretraining_data import DataCollatorForPretraining
-from scratchbert.pretraining import DataArguments, build_dataset
+from scratchbert.pretraining_data import DataCollatorForPretraining, build_dataset
 
 out_dir = sys.argv[1]
 
@@ -37,8 +36,7 @@ with args.main_process_first():
     if args.process_index == 0:
         train_wordpiece_tokenizer(documents["text"], vocab_size=500, model_max_length=64, save_directory=f"{out_dir}/tokenizer")
 tokenizer = AutoTokenizer.from_pretrained(f"{out_dir}/tokenizer")
-data_args = DataArguments(max_seq_length=64)
-dataset = build_dataset(documents, tokenizer, data_args, seed=0, description="train")
+dataset = build_dataset(documents, tokenizer, max_seq_length=64, seed=0, description="train")
 config = ScratchBertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                            intermediate_size=64, max_position_embeddings=64)
 torch.manual_seed(0)
