@@ -30,6 +30,7 @@ from transformers import BertForPreTraining, TrainingArguments
 
 import scratchbert
 from scratchbert.cli import parse_config
+from scratchbert import convert
 from scratchbert.convert import bert_to_scratchbert_state_dict, scratchbert_config_to_bert, scratchbert_to_bert_state_dict
 from scratchbert.pretraining import (
     DataArguments,
@@ -43,7 +44,7 @@ from scratchbert.runs import RunArguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "pretrain_wikipedia_30min.yaml"
-BERT_LAYOUT = {"attention_position_bias": "none", "layer_norm_position": "post"}  # what BertForPreTraining computes
+BERT_LAYOUT = {option: bert_value for option, (bert_value, _) in convert.BERT_LAYOUT.items()}  # what BERT computes
 FIGURES = ("train_tokens", "steps", "eval_mlm_masked_accuracy", "eval_mlm_loss", "eval_mlm_accuracy", "eval_nsp_accuracy")
 
 

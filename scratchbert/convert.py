@@ -178,18 +178,21 @@ def bert_config_to_scratchbert(bert_config: dict) -> ScratchBertConfig:
         raise ConversionError(f"BERT config cannot build a ScratchBert: {error}") from None
 
 
+# ScratchBert options whose only BERT layout is one value: (that value, why another value has none).
+BERT_LAYOUT = {
+    "layer_norm_position": ("post", "BERT has post-LayerNorm layers only"),
+    "attention_position_bias": ("none", "BERT's attention has no position bias"),
+}
+
+
 def check_bert_layout(config: ScratchBertConfig, source="this model"):
     """Refuse the architecture options BERT has no layout for (pre-LayerNorm layers, ALiBi attention)."""
-    if config.layer_norm_position != "post":
-        raise ConversionError(
-            f"{source} uses layer_norm_position={config.layer_norm_position!r}: BERT has post-LayerNorm layers only, "
-            "so there is no BERT layout to convert to"
-        )
-    if config.attention_position_bias != "none":
-        raise ConversionError(
-            f"{source} uses attention_position_bias={config.attention_position_bias!r}: BERT's attention has no "
-            "position bias, so there is no BERT layout to convert to"
-        )
+    for option, (bert_value, reason) in BERT_LAYOUT.items():
+        value = getattr(config, option)
+        if value != bert_value:
+            raise ConversionError(
+                f"{source} uses {option}={value!r}: {reason}, so there is no BERT layout to convert to"
+            )
 
 
 def scratchbert_config_to_bert(config: ScratchBertConfig):

@@ -149,7 +149,8 @@ class ScratchBertSelfAttention(nn.Module):
         self.dropout_prob = config.attention_probs_dropout_prob
 
     def forward(self, hidden_states, attention_bias=None, output_attentions=False, unpadded=None, **kwargs):
-        # attention_bias: [B, 1, 1, T] additive (0 or a large negative at padding), or None for no padding.
+        # attention_bias: additive, in the compute dtype, built once per forward by ScratchBertModel: [B, 1, 1, T]
+        # for padding, [1 or B, heads, T, T] with ALiBi; None when there is neither.
         qkv = self.qkv(hidden_states)  # [B, T, 3H], or [R, 3H] when unpadded
         if unpadded is not None:
             qkv = unpadded.pad(qkv)  # [R, 3H] -> [B, T, 3H]
@@ -158,18 +159,17 @@ class ScratchBertSelfAttention(nn.Module):
         # [B, T, 3H] -> 3 x [B, heads, T, head_dim]
         qkv = qkv.view(batch_size, seq_len, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        bias = None if attention_bias is None else attention_bias.to(query.dtype)  # a no-op unless autocast
         dropout_prob = self.dropout_prob if self.training else 0.0
 
         if self.config._attn_implementation == "eager" or output_attentions:
             scores = torch.matmul(query, key.transpose(-1, -2)) * self.head_dim**-0.5  # [B, heads, T, T]
-            if bias is not None:
-                scores = scores + bias
+            if attention_bias is not None:
+                scores = scores + attention_bias
             probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
             context = torch.matmul(F.dropout(probs, p=dropout_prob, training=self.training), value)
         else:
             probs = None
-            context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_prob)
+            context = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_bias, dropout_p=dropout_prob)
 
         context = context.transpose(1, 2).reshape(batch_size, seq_len, hidden_size)  # [B, T, H]
         if unpadded is not None:

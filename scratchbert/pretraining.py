@@ -192,6 +192,8 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
                 f"the checkpoint's vocab_size ({model.config.vocab_size}) does not match its tokenizer's "
                 f"({vocab_size} tokens); pass the tokenizer it was trained with"
             )
+        if data_args.mlm_only:
+            model.config.nsp_loss_weight = 0.0  # no NSP labels; recorded in the saved config
     else:
         # The model section of the config flows into ScratchBertConfig as one mapping; the tokenizer sets the
         # vocabulary, and MLM-only runs carry no NSP loss.
@@ -206,8 +208,6 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
             raise ConfigError(str(error)) from None
         model = AutoModelForPreTraining.from_config(config, attn_implementation=model_args.attn_implementation)
     check_sequence_length(data_args.max_seq_length, model.config.max_position_embeddings)
-    if data_args.mlm_only:
-        model.config.nsp_loss_weight = 0.0  # a loaded checkpoint: no NSP labels, recorded in the saved config
     return model
 
 

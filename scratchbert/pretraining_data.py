@@ -37,7 +37,12 @@ import datasets
 import numpy as np
 import torch
 from datasets.fingerprint import Hasher
-from transformers import AutoTokenizer, DataCollatorForLanguageModeling, TrainerCallback
+from transformers import (
+    AutoTokenizer,
+    DataCollatorForLanguageModeling,
+    DataCollatorForTokenClassification,
+    TrainerCallback,
+)
 
 from .corpus import CorpusError, split_sentences
 from .tokenization import train_wordpiece_tokenizer
@@ -235,15 +240,9 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
         return batch
 
     def pad_premasked(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        labels = [example["labels"] for example in examples]
-        batch = self.tokenizer.pad(
-            [{k: v for k, v in example.items() if k != "labels"} for example in examples],
-            return_tensors="pt", pad_to_multiple_of=self.pad_to_multiple_of,
-        )
-        width = batch["input_ids"].shape[1]
-        batch["labels"] = torch.tensor([row + [-100] * (width - len(row)) for row in labels], dtype=torch.long)
-        batch.pop("special_tokens_mask", None)
-        return batch
+        """Pad inputs and `labels` (with -100): what transformers' token-classification collator does."""
+        pad = DataCollatorForTokenClassification(self.tokenizer, pad_to_multiple_of=self.pad_to_multiple_of)
+        return pad([{k: v for k, v in example.items() if k != "special_tokens_mask"} for example in examples])
 
 
 EVAL_MLM_PROBABILITY = 0.15  # evaluation masks as BERT reports them, whatever the training mask rate

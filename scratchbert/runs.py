@@ -174,6 +174,16 @@ class TimeBudget(TrainerCallback, ExportableState):
 BUDGET_SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup", "warmup_stable_decay")
 
 
+def budget_schedule(args: TrainingArguments) -> str:
+    """`lr_scheduler_type` if it can be laid over a time budget; a ConfigError naming the choices otherwise."""
+    kind = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+    if kind not in BUDGET_SCHEDULES:
+        raise ConfigError(
+            f"lr_scheduler_type={kind} cannot be laid over a time budget; use one of {', '.join(BUDGET_SCHEDULES)}"
+        )
+    return kind
+
+
 def budget_lr_lambda(budget: TimeBudget, args: TrainingArguments, num_training_steps: int):
     """The learning-rate factor of a time-budgeted run, laid over the budget instead of a step count.
 
@@ -183,11 +193,7 @@ def budget_lr_lambda(budget: TimeBudget, args: TrainingArguments, num_training_s
     at p = 1, `cosine` along a half cosine, `warmup_stable_decay` holds the peak and decays linearly over the
     last `decay_fraction` of the budget (lr_scheduler_kwargs, default 0.2), `constant*` holds it.
     """
-    kind = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
-    if kind not in BUDGET_SCHEDULES:
-        raise ConfigError(
-            f"lr_scheduler_type={kind} cannot be laid over a time budget; use one of {', '.join(BUDGET_SCHEDULES)}"
-        )
+    kind = budget_schedule(args)
     kwargs = args.lr_scheduler_kwargs if isinstance(args.lr_scheduler_kwargs, dict) else {}
     decay_fraction = float(kwargs.get("decay_fraction", 0.2))
     warmup_share = args.warmup_steps if 0 < args.warmup_steps < 1 else 0.0
@@ -230,7 +236,7 @@ class GuardedTrainer(Trainer):
         self._skip_this_step = False
         self.time_budget = TimeBudget(max_train_minutes) if max_train_minutes else None
         if self.time_budget is not None:
-            budget_lr_lambda(self.time_budget, self.args, 1)  # an unsupported schedule fails now, before any work
+            budget_schedule(self.args)  # an unsupported schedule fails now, before any work
             self.add_callback(self.time_budget)
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
