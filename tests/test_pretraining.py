@@ -53,6 +53,8 @@ def test_offline_default_few_steps_exports_a_loadable_folder(tmp_path):
             "tokenizer.json", "README.md"} <= {p.name for p in output_dir.iterdir()}
     card = (output_dir / "README.md").read_text()
     assert "offline" in card and "eval_mlm_accuracy" in card and "trust_remote_code=True" in card
+    assert (output_dir / "training_curves.png").read_bytes()[:4] == b"\x89PNG" and "training_curves.png" in card
+    assert "eval_mlm_masked_accuracy" in card and "eval_mlm_unigram_accuracy" in card
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     model = AutoModelForPreTraining.from_pretrained(output_dir)
     assert model.config.vocab_size == len(tokenizer) and tokenizer.model_max_length == 64
