@@ -8,6 +8,7 @@ scratchbert.convert); a fresh random model is allowed but warned about.
 
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,9 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    TrainingArguments,
 )
 
-from .cli import ConfigError, parse_config
+from .cli import ConfigError, packaged_config, parse_config
 from .configuration_scratchbert import ScratchBertConfig
 from .corpus import CorpusError, load_documents
 from .metrics import load_metric
@@ -31,6 +31,7 @@ from .pretraining_data import build_dataset, cached_wordpiece_tokenizer, split_d
 from .runs import (
     GuardedTrainer,
     RunArguments,
+    ScratchBertTrainingArguments,
     check_sequence_length,
     check_output_dir,
     publish_results,
@@ -38,13 +39,13 @@ from .runs import (
     script_main,
     save_final_model,
     setup_logging,
+    tokenizer_for_run,
     train_and_report_io_errors,
 )
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "classify_offline.yaml"
+DEFAULT_CONFIG = packaged_config("classify_offline.yaml")
 
 # GLUE tasks on the Hub (nyu-mll/glue): text columns, and the split used for evaluation.
 GLUE_TASKS = {
@@ -445,7 +446,7 @@ classify({{"text": "first sentence", "text_pair": "second sentence"}})
 def run(argv: list[str] | None = None) -> dict:
     start = time.time()
     model_args, data_args, run_args, training_args, config_path = parse_config(
-        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv, DEFAULT_CONFIG
+        (ModelArguments, DataArguments, RunArguments, ScratchBertTrainingArguments), argv, DEFAULT_CONFIG
     )
     setup_logging(training_args, run_args)
     check_output_dir(training_args, run_args)
@@ -456,7 +457,7 @@ def run(argv: list[str] | None = None) -> dict:
     transformers.set_seed(training_args.seed)
 
     raw, text_1, text_2 = load_raw_splits(data_args, training_args.seed)
-    tokenizer = get_tokenizer(model_args, data_args, training_args.seed)
+    tokenizer = tokenizer_for_run(lambda: get_tokenizer(model_args, data_args, training_args.seed))  # rank 0's, on all ranks
     if raw is None:  # NSP-style pairs from a corpus
         splits, label_names = nsp_pair_splits(data_args, tokenizer, training_args.seed), NSP_LABELS
         for name in list(splits):
@@ -516,3 +517,7 @@ def run(argv: list[str] | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     return script_main(run, argv, (ConfigError, CorpusError, DataError))
+
+
+if __name__ == "__main__":  # python -m scratchbert.classification
+    sys.exit(main())

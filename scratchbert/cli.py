@@ -5,11 +5,15 @@
     python run_pretraining.py --config configs/x.yaml --max_steps 10
 
 The YAML file sets defaults for the dataclass fields and flags override them. Unknown keys in the file and
-unknown flags are errors that name them.
+unknown flags are errors that name them. The configs ship inside the package (scratchbert/configs, which a
+checkout also shows as configs/), so an installed wheel finds them by name from any folder:
+
+    scratchbert-pretrain pretrain_wikipedia_30min.yaml     # = configs/pretrain_wikipedia_30min.yaml
 """
 
 import contextlib
 import dataclasses
+import importlib.resources
 import io
 import sys
 from pathlib import Path
@@ -20,6 +24,24 @@ from transformers import HfArgumentParser
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the file, key or value."""
+
+
+def packaged_config(name: str):
+    """A config shipped with the package (scratchbert/configs/NAME), found through importlib.resources."""
+    return importlib.resources.files("scratchbert") / "configs" / name
+
+
+def find_config(path: str | Path):
+    """`path` if it is a file; else the packaged config of that name (so `configs/x.yaml` works outside a checkout)."""
+    if Path(path).is_file():
+        return Path(path)
+    parts = Path(path).parts
+    relative = Path(*parts[1:]) if len(parts) > 1 and parts[0] == "configs" else Path(path)
+    packaged = packaged_config(relative.as_posix())
+    if not Path(path).is_absolute() and packaged.is_file():
+        return packaged
+    shipped = sorted(p.name for p in packaged_config("").iterdir() if p.name.endswith(".yaml"))
+    raise ConfigError(f"config file {path} does not exist (configs shipped with scratchbert: {', '.join(shipped)})")
 
 
 def split_config_path(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -38,9 +60,7 @@ def split_config_path(argv: list[str]) -> tuple[str | None, list[str]]:
 
 
 def read_yaml_config(path: str | Path, dataclass_types) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+    path = find_config(path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
@@ -61,7 +81,7 @@ def parse_config(dataclass_types, argv: list[str] | None = None, default_config:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     config_path, argv = split_config_path(argv)
-    config_path = config_path or default_config
+    config_path = find_config(config_path) if config_path else default_config
     parser = HfArgumentParser(dataclass_types)
     if config_path is not None:
         values = read_yaml_config(config_path, dataclass_types)

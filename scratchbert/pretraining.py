@@ -12,20 +12,23 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers
-from transformers import AutoModelForPreTraining, AutoTokenizer, TrainingArguments
+from transformers import AutoModelForPreTraining, AutoTokenizer
 
-from .cli import ConfigError, parse_config
+from .cli import ConfigError, packaged_config, parse_config
 from .runs import (
     GuardedTrainer,
     RunArguments,
+    ScratchBertTrainingArguments,
     check_sequence_length,
     check_output_dir,
     publish_results,
@@ -33,6 +36,7 @@ from .runs import (
     script_main,
     save_final_model,
     setup_logging,
+    tokenizer_for_run,
     train_and_report_io_errors,
 )
 from .configuration_scratchbert import ScratchBertConfig
@@ -46,12 +50,12 @@ from .pretraining_data import (
     build_eval_dataset,
     cached_wordpiece_tokenizer,
     split_documents,
+    stream_share,
 )
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "pretrain_offline.yaml"
+DEFAULT_CONFIG = packaged_config("pretrain_offline.yaml")
 
 
 # ModelArguments fields that are ScratchBertConfig parameters (the rest choose the checkpoint and tokenizer).
@@ -127,6 +131,12 @@ class DataArguments:
     mlm_probability: float = 0.15
     whole_word_mask: bool = False
     mlm_only: bool = field(default=False, metadata={"help": "Train MLM alone (single segments, no NSP)"})
+    shuffle_buffer_documents: int = field(
+        default=1000, metadata={"help": "Streaming: documents are shuffled in a buffer of this many"}
+    )
+    shuffle_buffer_examples: int = field(
+        default=10_000, metadata={"help": "Streaming: training examples are shuffled in a buffer of this many"}
+    )
     preprocessing_num_workers: int | None = None
     cache_dir: str | None = None
 
@@ -208,6 +218,11 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
             raise ConfigError(str(error)) from None
         model = AutoModelForPreTraining.from_config(config, attn_implementation=model_args.attn_implementation)
     check_sequence_length(data_args.max_seq_length, model.config.max_position_embeddings)
+    if data_args.mlm_only:
+        # No NSP loss, so the pooler and NSP head would run without a gradient: DDP with
+        # ddp_find_unused_parameters false fails on such parameters. Frozen, they stay as they are and are saved.
+        for module in (model.scratchbert.pooler, model.nsp_head):
+            module.requires_grad_(False)
     return model
 
 
@@ -216,12 +231,31 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
 # ----------------------------------------------------------------------------------------------------------------
 
 
+class RankShareDataLoader(torch.utils.data.DataLoader):
+    """A DataLoader over one rank's share of a stream; the Trainer's set_epoch reshuffles its buffers."""
+
+    def set_epoch(self, epoch: int):
+        self.dataset.set_epoch(epoch)
+
+
 class PretrainingTrainer(GuardedTrainer):
     """Evaluates masked LM at the labelled positions alone: the MLM head runs on [N, H], never on [B, T, H].
 
     Dense [B, T, V] logits for every position cost most of an evaluation and are thrown away; what the metrics
     need is, per labelled position, the prediction and its loss, plus the input token (was it [MASK]?).
     """
+
+    def get_train_dataloader(self):
+        """A streamed corpus is already this rank's own share (`stream_share`): load it as it is.
+
+        accelerate would otherwise split it again, or have rank 0 read every rank's batches (dispatch_batches).
+        """
+        if not (isinstance(self.train_dataset, datasets.IterableDataset) and self.args.world_size > 1):
+            return super().get_train_dataloader()
+        return RankShareDataLoader(
+            self.train_dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
+        )
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
@@ -312,8 +346,8 @@ def load_documents_and_tokenizer(model_args, data_args, training_args, checkpoin
     train_documents, eval_documents = split_documents(
         documents, data_args.validation_split_percentage, data_args.max_eval_documents, data_args.eval_seed
     )
-    with training_args.main_process_first(desc="training the tokenizer"):
-        tokenizer = get_tokenizer(model_args, data_args, train_documents, checkpoint)
+    # One tokenizer for the whole run: global rank 0 loads or trains it, every other rank loads its files.
+    tokenizer = tokenizer_for_run(lambda: get_tokenizer(model_args, data_args, train_documents, checkpoint))
     return tokenizer, train_documents, eval_documents
 
 
@@ -323,11 +357,18 @@ def build_datasets(train_documents, eval_documents, tokenizer, data_args, traini
         max_seq_length=data_args.max_seq_length, short_seq_prob=data_args.short_seq_prob, nsp=not data_args.mlm_only,
         num_proc=data_args.preprocessing_num_workers,
     )
+    if data_args.streaming:  # each rank reads its own share of the stream, documents shuffled in a buffer
+        train_documents = stream_share(
+            train_documents, training_args.process_index, training_args.world_size, training_args.seed,
+            data_args.shuffle_buffer_documents,
+        )
     with training_args.main_process_first(desc="building the datasets"):
         train_dataset = build_dataset(
             train_documents, tokenizer, dupe_factor=data_args.dupe_factor, seed=training_args.seed, **settings
         )
         eval_dataset = build_eval_dataset(eval_documents, tokenizer, seed=data_args.eval_seed, **settings)
+    if data_args.streaming:  # a document's pairs are made together: spread them over many batches
+        train_dataset = train_dataset.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_examples)
     if data_args.streaming and training_args.max_steps <= 0:
         raise ConfigError("a streamed corpus has no length: set max_steps")
     if not data_args.streaming:
@@ -431,7 +472,7 @@ Any head loads from it (`AutoModelForSequenceClassification`, `AutoModelForPreTr
 def run(argv: list[str] | None = None) -> dict:
     start = time.time()
     model_args, data_args, run_args, training_args, config_path = parse_config(
-        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv, DEFAULT_CONFIG
+        (ModelArguments, DataArguments, RunArguments, ScratchBertTrainingArguments), argv, DEFAULT_CONFIG
     )
     setup_logging(training_args, run_args)
     logger.info("Configuration: %s", config_path or "flags only")
@@ -487,3 +528,7 @@ def run(argv: list[str] | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     return script_main(run, argv, (ConfigError, CorpusError))
+
+
+if __name__ == "__main__":  # python -m scratchbert.pretraining
+    sys.exit(main())

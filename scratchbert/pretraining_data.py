@@ -36,6 +36,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from datasets.distributed import split_dataset_by_node
 from datasets.fingerprint import Hasher
 from transformers import (
     AutoTokenizer,
@@ -311,6 +312,17 @@ def split_documents(documents, validation_split_percentage: float, max_eval_docu
     return split["train"], split["test"]
 
 
+def stream_share(documents: datasets.IterableDataset, rank: int, world_size: int, seed: int, buffer_size: int):
+    """This rank's share of a streamed corpus (`split_dataset_by_node`), in an order shuffled through a buffer.
+
+    A stream comes in storage order (Wikipedia: by article id); without a shuffle each batch holds pairs from a
+    few neighbouring articles. With shards to spare, each rank reads only its own files; otherwise it reads
+    the stream and keeps every world_size-th document.
+    """
+    share = split_dataset_by_node(documents, rank=rank, world_size=world_size) if world_size > 1 else documents
+    return share.shuffle(seed=seed, buffer_size=buffer_size)
+
+
 def cached_wordpiece_tokenizer(
     train_documents,
     vocab_size: int,
@@ -342,9 +354,10 @@ def cached_wordpiece_tokenizer(
     tokenizer.save_pretrained(staging)
     try:
         os.replace(staging, cached)  # atomic: a reader never sees half a tokenizer
-    except OSError:  # another process got there first
+    except OSError:  # another process got there first: its tokenizer is the one every later run will load
         shutil.rmtree(staging, ignore_errors=True)
-    return tokenizer
+        logger.info("Another process cached a tokenizer for this corpus first; using that one")
+    return AutoTokenizer.from_pretrained(cached)  # the cached files, whoever wrote them
 
 
 def build_dataset(

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,10 +16,11 @@ from pathlib import Path
 
 import datasets
 import torch
+import torch.distributed as dist
 import transformers
 from huggingface_hub import HfApi
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
 from .cli import ConfigError
@@ -48,6 +50,36 @@ class RunArguments:
     def __post_init__(self):
         if self.max_train_minutes is not None and not self.max_train_minutes > 0:
             raise ValueError(f"max_train_minutes must be a positive number of minutes, got {self.max_train_minutes}")
+
+
+def has_accelerator() -> bool:
+    """A GPU (or other torch accelerator) is present: cuda, mps, xpu, ..."""
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.is_available()
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
+@dataclass
+class ScratchBertTrainingArguments(TrainingArguments):
+    """transformers' TrainingArguments, with use_cpu set for the user where a machine has no GPU and needs it.
+
+    - `bf16: true`: transformers refuses bf16 without a GPU unless use_cpu is set ("Your setup doesn't support
+      bf16/gpu"). Setting it lets one config use a GPU where there is one, and CPU bf16 autocast (which pays on
+      AVX-512 BF16 / AMX CPUs) elsewhere.
+    - several processes (torchrun, accelerate launch): without use_cpu, accelerate starts each process on a
+      machine with no GPU as a run of its own, world size 1, each training alone and writing the same folder.
+      With it they form one gloo process group.
+    """
+
+    def __post_init__(self):
+        several_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if not self.use_cpu and not has_accelerator() and (self.bf16 or self.bf16_full_eval or several_processes):
+            why = "bf16 autocast on the CPU" if not several_processes else "the processes form one group over gloo"
+            logger.warning("No GPU: use_cpu set (%s)", why)
+            self.use_cpu = True
+        if self.use_cpu and several_processes and os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+            logger.warning("accelerate runs FSDP on GPUs only: on the CPU these processes train as plain DDP")
+        super().__post_init__()
 
 
 class TrainingFailure(RuntimeError):
@@ -124,6 +156,37 @@ def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     if not is_complete_checkpoint(value):
         raise ConfigError(f"--resume_from_checkpoint {value}: the checkpoint is incomplete (no valid trainer_state.json)")
     return value
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def tokenizer_for_run(load_or_train):
+    """One tokenizer for every process of a run, on every node: global rank 0 loads or trains it.
+
+    `main_process_first` is per node, and WordPiece training is not deterministic (two trainings on one corpus
+    give some tokens other ids), so no other rank may train its own. Rank 0's saved files travel to every rank
+    through torch.distributed (no shared disk needed) and every rank, rank 0 included, loads those same files.
+    If rank 0 fails (a tokenizer that does not load), every rank raises its error instead of waiting forever.
+    """
+    if not is_distributed():
+        return load_or_train()
+    payload = [None]
+    if dist.get_rank() == 0:
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                load_or_train().save_pretrained(folder)
+                payload[0] = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
+        except Exception as error:
+            payload[0] = error
+    dist.broadcast_object_list(payload, src=0)
+    if isinstance(payload[0], Exception):
+        raise payload[0]
+    with tempfile.TemporaryDirectory() as folder:
+        for name, data in payload[0].items():
+            (Path(folder) / name).write_bytes(data)
+        return AutoTokenizer.from_pretrained(folder)
 
 
 class TimeBudget(TrainerCallback, ExportableState):
@@ -256,16 +319,25 @@ class GuardedTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if not torch.isfinite(loss).all():
+        nonfinite = not torch.isfinite(loss).all()
+        if is_distributed():
+            # The gradient all-reduce has already spread one rank's NaN to every rank: all ranks must agree to
+            # skip (or stop), or the others would step on NaN gradients.
+            flag = torch.tensor(float(nonfinite), device=loss.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            nonfinite = bool(flag.item())
+        if nonfinite:
             step = self.state.global_step + 1
+            where = "" if not torch.isfinite(loss).all() else " on another rank"
             if self.on_nonfinite_loss == "stop":
                 last = latest_complete_checkpoint(self.args.output_dir) if Path(self.args.output_dir).is_dir() else None
                 raise TrainingFailure(
-                    f"the loss became {loss.item()} at step {step}; stopped instead of training on it. "
+                    f"the loss became {loss.item() if not where else 'non-finite'}{where} at step {step}; "
+                    "stopped instead of training on it. "
                     f"Newest complete checkpoint: {last or 'none'} (lower the learning rate, or set "
                     "on_nonfinite_loss: skip)"
                 )
-            logger.warning("Loss is %s at step %d: skipping this optimizer step", loss.item(), step)
+            logger.warning("Loss is %s%s at step %d: skipping this optimizer step", loss.item(), where, step)
             self._skip_this_step = True
             self.skipped_steps.append(step)
             return torch.zeros_like(loss)
@@ -291,12 +363,20 @@ def save_final_model(trainer: Trainer, output_dir: Path):
 
     Files are written to a staging folder first and moved in with config.json last, so a folder that has a
     config.json has all of the model. A failed write raises TrainingFailure and leaves the checkpoints as they were.
+
+    Every rank calls this (FSDP and DeepSpeed gather the full weights collectively); only global rank 0 touches
+    the staging folder, and barriers keep the ranks in step: nobody writes before the old staging folder is
+    gone, and nobody returns (to read output_dir, or exit) before the model is in place.
     """
     staging = output_dir / ".final-partial"
+    main = trainer.is_world_process_zero()
     try:
-        shutil.rmtree(staging, ignore_errors=True)
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+        trainer.accelerator.wait_for_everyone()
         trainer.save_model(str(staging))
-        if trainer.is_world_process_zero():
+        trainer.accelerator.wait_for_everyone()
+        if main:
             names = sorted(p.name for p in staging.iterdir())
             for name in sorted(names, key=lambda n: n == "config.json"):  # config.json last
                 os.replace(staging / name, output_dir / name)
@@ -306,8 +386,9 @@ def save_final_model(trainer: Trainer, output_dir: Path):
             f"Newest complete checkpoint: {latest_complete_checkpoint(output_dir) or 'none'}"
         ) from None
     finally:
-        if trainer.is_world_process_zero():
+        if main:
             shutil.rmtree(staging, ignore_errors=True)
+        trainer.accelerator.wait_for_everyone()
 
 
 def train_and_report_io_errors(trainer: Trainer, checkpoint: str | None):

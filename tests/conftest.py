@@ -1,6 +1,8 @@
 """Shared fixtures: tiny configs, a tiny WordPiece tokenizer and batches with padding and token types, all local."""
 
 import os
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,36 @@ def tokenizer_dir(tmp_path_factory):
 def requires_shared_data(*parts):
     path = SHARED_DATA.joinpath(*parts)
     return pytest.mark.skipif(not path.exists(), reason=f"shared data {path} is absent")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(target, rank, world_size, port, args):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    target(rank, world_size, *args)
+
+
+def run_on_ranks(target, *args, world_size=2, timeout=300):
+    """Run target(rank, world_size, *args) in `world_size` fresh processes with torchrun's environment.
+
+    `target` must be a module-level function of a test module (it is imported in each process). Results go
+    through files the target writes; a process that fails or hangs fails the test.
+    """
+    context = torch.multiprocessing.get_context("spawn")
+    port = free_port()
+    processes = [context.Process(target=_rank_main, args=(target, rank, world_size, port, args)) for rank in range(world_size)]
+    for process in processes:
+        process.start()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(deadline - time.monotonic(), 1))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    assert [p.exitcode for p in processes] == [0] * world_size, f"rank exit codes {[p.exitcode for p in processes]}"

@@ -1,11 +1,12 @@
 """YAML + flags configuration: precedence, unknown keys and wrong types named."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from transformers import TrainingArguments
 
-from scratchbert.cli import ConfigError, parse_config
+from scratchbert.cli import ConfigError, find_config, packaged_config, parse_config
 
 
 @dataclass
@@ -63,3 +64,19 @@ def test_missing_and_malformed_files(tmp_path):
         parse_config((Options,), [str(write(tmp_path, "a: [1, 2\n"))])
     with pytest.raises(ConfigError, match="must be a mapping"):
         parse_config((Options,), [str(write(tmp_path, "- 1\n- 2\n"))])
+
+
+def test_shipped_configs_are_found_from_any_folder(tmp_path, monkeypatch):
+    # Outside a checkout (an installed wheel, another working folder) configs/x.yaml and x.yaml name the
+    # config shipped inside the package; a file of that name in the working folder still wins.
+    monkeypatch.chdir(tmp_path)
+    shipped = packaged_config("pretrain_offline.yaml")
+    assert shipped.is_file() and Path(str(shipped)).parent.parent.name == "scratchbert"
+    assert find_config("configs/pretrain_offline.yaml") == shipped == find_config("pretrain_offline.yaml")
+    assert all(packaged_config(f"accelerate/{name}.yaml").is_file()
+               for name in ("single_gpu", "multi_gpu", "multi_node", "fsdp", "deepspeed_zero2"))
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "pretrain_offline.yaml").write_text("hidden_size: 1\n")
+    assert find_config("configs/pretrain_offline.yaml") == Path("configs/pretrain_offline.yaml")
+    with pytest.raises(ConfigError, match="configs/nope.yaml does not exist .*shipped with scratchbert: .*pretrain_offline.yaml"):
+        find_config("configs/nope.yaml")

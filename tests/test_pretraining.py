@@ -10,10 +10,19 @@ import torch
 from datasets import Dataset
 from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer, TrainingArguments
 
-from scratchbert import ScratchBertForPreTraining
-from scratchbert.pretraining_data import DataCollatorForPretraining
-from scratchbert.pretraining import PretrainingTrainer, compute_pretraining_metrics, main, run
-from conftest import REPO_ROOT, requires_shared_data, tiny_config
+from scratchbert import ScratchBertForPreTraining, train_wordpiece_tokenizer
+from scratchbert.pretraining_data import DataCollatorForPretraining, build_dataset
+from scratchbert.pretraining import (
+    DataArguments,
+    ModelArguments,
+    PretrainingTrainer,
+    build_datasets,
+    build_model,
+    compute_pretraining_metrics,
+    main,
+    run,
+)
+from conftest import REPO_ROOT, make_batch, requires_shared_data, tiny_config
 
 # A tiny model and a handful of steps: seconds per run.
 TINY = [
@@ -391,3 +400,38 @@ def test_shipped_pretraining_configs_parse(config, tmp_path, monkeypatch):
     assert data_args.max_seq_length <= model_args.max_position_embeddings
     if config == "pretrain_wikipedia_30min.yaml":
         assert run_args.max_train_minutes == 30 and model_args.attention_position_bias == "alibi"
+
+
+def test_mlm_only_model_leaves_no_trainable_parameter_without_a_gradient(tokenizer_dir):
+    # DDP with ddp_find_unused_parameters false fails on exactly these: trainable, yet no gradient.
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model_args = ModelArguments(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                max_position_embeddings=64)
+    model = build_model(model_args, tokenizer, DataArguments(mlm_only=True, max_seq_length=64))
+    batch = make_batch(model.config)
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    assert model.config.nsp_loss_weight == 0.0
+
+
+def test_streamed_training_data_is_split_between_ranks_and_shuffled(tmp_path):
+    import contextlib
+    import types
+
+    import datasets
+
+    texts = corpus_texts(60)
+    tokenizer = train_wordpiece_tokenizer(texts, vocab_size=300, model_max_length=64)
+    stream = datasets.Dataset.from_dict({"text": texts}).to_iterable_dataset()
+    data_args = DataArguments(streaming=True, max_seq_length=64, shuffle_buffer_documents=20, shuffle_buffer_examples=50)
+    examples = []
+    for rank in (0, 1):
+        training_args = types.SimpleNamespace(
+            process_index=rank, world_size=2, seed=0, max_steps=10, main_process_first=lambda **_: contextlib.nullcontext()
+        )
+        train, _ = build_datasets(stream, stream.take(2), tokenizer, data_args, training_args)
+        examples.append([tuple(e["input_ids"]) for e in train])
+    single = build_dataset(stream, tokenizer, max_seq_length=64, seed=0)
+    assert set(examples[0]).isdisjoint(examples[1])
+    assert 0.8 < (len(examples[0]) + len(examples[1])) / len(list(single)) < 1.2
+    assert examples[0][:10] != [tuple(e["input_ids"]) for e in single][:10]

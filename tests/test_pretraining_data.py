@@ -1,18 +1,25 @@
 """The NSP pair builder and the masking collator: the properties BERT's data pipeline promises."""
 
+import os
 import random
 
+import datasets
 import numpy as np
+import pytest
 import torch
 from transformers import AutoTokenizer
 
+from scratchbert import train_wordpiece_tokenizer
 from scratchbert.pretraining_data import (
     DataCollatorForPretraining,
     build_examples,
+    cached_wordpiece_tokenizer,
     mask_for_evaluation,
     pairs_from_document,
+    stream_share,
     tokenize_documents,
 )
+from conftest import SAMPLE_TEXTS
 
 CLS, SEP = 2, 3
 
@@ -261,3 +268,35 @@ def test_mlm_only_packing_keeps_the_overflow():
     segments = segments_from_document(document, max_seq_length=10, short_seq_prob=0.0, rng=random.Random(0))
     assert all(len(s) <= 8 for s in segments)
     assert [t for s in segments for t in s] == [t for sentence in document for t in sentence], "no token dropped"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Several processes: the tokenizer cache race, each rank's share of a stream
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_a_process_that_loses_the_cache_race_uses_the_cached_tokenizer(tmp_path, monkeypatch):
+    documents = datasets.Dataset.from_dict({"text": SAMPLE_TEXTS})
+    winner = train_wordpiece_tokenizer(["zebra quokka narwhal axolotl"] * 30 + SAMPLE_TEXTS, vocab_size=90)
+    real_replace = os.replace
+
+    def replace_after_another_process(source, destination):
+        winner.save_pretrained(destination)  # another process cached its tokenizer while this one trained
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", replace_after_another_process)
+    tokenizer = cached_wordpiece_tokenizer(documents, vocab_size=90, cache_dir=str(tmp_path))
+    assert winner.get_vocab() != train_wordpiece_tokenizer(SAMPLE_TEXTS, vocab_size=90).get_vocab()
+    assert tokenizer.get_vocab() == winner.get_vocab()
+
+
+@pytest.mark.parametrize("num_shards", [1, 4])
+def test_each_rank_reads_its_own_shuffled_share_of_a_stream(num_shards):
+    texts = [f"document {i}" for i in range(200)]
+    stream = datasets.Dataset.from_dict({"text": texts}).to_iterable_dataset(num_shards=num_shards)
+    shares = [[row["text"] for row in stream_share(stream, rank, 2, seed=0, buffer_size=50)] for rank in (0, 1)]
+    assert set(shares[0]).isdisjoint(shares[1]) and sorted(shares[0] + shares[1]) == sorted(texts)
+    for share in shares:  # shuffled through the buffer, not in storage order
+        assert share != sorted(share, key=lambda text: int(text.split()[1]))
+    again = [row["text"] for row in stream_share(stream, 0, 2, seed=0, buffer_size=50)]
+    assert again == shares[0], "the same seed gives the same order"

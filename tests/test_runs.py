@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,12 +21,15 @@ from scratchbert.cli import ConfigError
 from scratchbert.runs import (
     GuardedTrainer,
     RunArguments,
+    ScratchBertTrainingArguments,
     TrainingFailure,
     budget_lr_lambda,
     is_complete_checkpoint,
     latest_complete_checkpoint,
+    save_final_model,
+    tokenizer_for_run,
 )
-from conftest import REPO_ROOT, tiny_config
+from conftest import REPO_ROOT, run_on_ranks, tiny_config
 
 TINY = [
     "--corpus", "synthetic", "--synthetic_documents", "80", "--hidden_size", "32", "--num_hidden_layers", "1",
@@ -271,3 +275,115 @@ def test_resumed_run_spends_only_what_is_left_of_the_budget(tmp_path):
     resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
     assert resumed.time_budget.elapsed_seconds == pytest.approx(saved)
     assert resumed.time_budget.elapsed() > saved
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Several processes: one tokenizer, one skip decision, one final save (each rank a spawned process over gloo)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def tokenizer_ranks(rank, world_size, out):
+    import torch.distributed as dist
+
+    from scratchbert import train_wordpiece_tokenizer
+
+    dist.init_process_group("gloo")
+    # Each rank would train a different vocabulary: the run must use rank 0's everywhere.
+    texts = [f"rank{rank} words appear here often {rank}" * 3] * 20
+    tokenizer = tokenizer_for_run(lambda: train_wordpiece_tokenizer(texts, vocab_size=60))
+    try:
+        tokenizer_for_run(lambda: (_ for _ in ()).throw(ConfigError("no tokenizer at /nowhere")))
+        error = None
+    except ConfigError as raised:
+        error = str(raised)
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps({"vocab": tokenizer.get_vocab(), "error": error}))
+    dist.destroy_process_group()
+
+
+def test_every_rank_uses_rank_zeros_tokenizer(tmp_path):
+    run_on_ranks(tokenizer_ranks, str(tmp_path))
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert "rank0" in ranks[0]["vocab"] and ranks[1]["vocab"] == ranks[0]["vocab"]
+    # Rank 0's failure reaches every rank as its own error, instead of leaving them waiting.
+    assert ranks[0]["error"] == ranks[1]["error"] == "no tokenizer at /nowhere"
+
+
+class NanOnRankOne(GuardedTrainer):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.args.process_index == 1 and self.state.global_step == 1:
+            loss = loss * float("nan")
+        return loss
+
+
+def nonfinite_ranks(rank, world_size, out, policy):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = ScratchBertForSequenceClassification(tiny_config())
+    g = torch.Generator().manual_seed(rank)
+    rows = [{"input_ids": torch.randint(5, 99, (8,), generator=g).tolist(), "attention_mask": [1] * 8, "labels": i % 2} for i in range(40)]
+    arguments = TrainingArguments(output_dir=str(Path(out) / "run"), per_device_train_batch_size=4, max_steps=4,
+                                  save_strategy="no", report_to="none", use_cpu=True, learning_rate=0.01,
+                                  ddp_backend="gloo", ddp_find_unused_parameters=False)
+    trainer = NanOnRankOne(model=model, args=arguments, train_dataset=Dataset.from_list(rows),
+                           data_collator=default_data_collator, on_nonfinite_loss=policy)
+    try:
+        trainer.train()
+        error = None
+    except TrainingFailure as failure:
+        error = str(failure)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(Path(out) / f"rank{rank}.safetensors"))
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps({"skipped": trainer.skipped_steps, "error": error}))
+
+
+def test_nonfinite_loss_on_one_rank_is_skipped_by_every_rank(tmp_path):
+    run_on_ranks(nonfinite_ranks, str(tmp_path), "skip")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["skipped"] == ranks[1]["skipped"] == [2]
+    weights = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1)]
+    assert all(torch.isfinite(w).all() for w in weights[0].values()), "rank 0 stepped on NaN gradients"
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_nonfinite_loss_on_one_rank_stops_every_rank(tmp_path):
+    run_on_ranks(nonfinite_ranks, str(tmp_path), "stop")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert "non-finite on another rank at step 2" in ranks[0]["error"]
+    assert "the loss became nan at step 2" in ranks[1]["error"]
+
+
+class FakeRankTrainer:
+    """What save_final_model uses of a Trainer, as a rank other than 0 sees it."""
+
+    def __init__(self, rank):
+        self.rank, self.barriers = rank, 0
+        self.accelerator = self
+
+    def wait_for_everyone(self):
+        self.barriers += 1
+
+    def is_world_process_zero(self):
+        return self.rank == 0
+
+    def save_model(self, folder):  # transformers writes on rank 0 only
+        assert self.barriers >= 1, "a rank saved before every rank was past the cleanup"
+
+
+def test_final_save_leaves_rank_zeros_staging_folder_alone(tmp_path):
+    staging = tmp_path / ".final-partial"
+    staging.mkdir()
+    (staging / "model.safetensors").write_text("rank 0 is writing this")
+    trainer = FakeRankTrainer(rank=1)
+    save_final_model(trainer, tmp_path)
+    assert (staging / "model.safetensors").read_text() == "rank 0 is writing this"
+    assert trainer.barriers >= 3  # before writing, before moving in, before returning
+
+
+def test_bf16_without_a_gpu_trains_on_the_cpu(tmp_path):
+    # transformers alone refuses bf16 here; several processes without a GPU are covered by the two-node test.
+    with pytest.raises(ValueError, match="use_cpu"):
+        TrainingArguments(output_dir=str(tmp_path), bf16=True)
+    arguments = ScratchBertTrainingArguments(output_dir=str(tmp_path), bf16=True)
+    assert arguments.use_cpu and arguments.bf16
+    assert not ScratchBertTrainingArguments(output_dir=str(tmp_path)).use_cpu
