@@ -310,7 +310,10 @@ def build_model(model_args: ModelArguments, tokenizer, label_names: list[str] | 
     return model
 
 
-def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, seed: int):
+def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, seed: int, checkpoint: str | None = None):
+    """A resumed run's checkpoint tokenizer; else `tokenizer_name` or the model's; else (no model) a WordPiece."""
+    if checkpoint is not None and (Path(checkpoint) / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(checkpoint)  # never a fresh training: its ids would differ
     source = model_args.tokenizer_name or model_args.model_name_or_path
     if source:
         try:
@@ -457,7 +460,8 @@ def run(argv: list[str] | None = None) -> dict:
     transformers.set_seed(training_args.seed)
 
     raw, text_1, text_2 = load_raw_splits(data_args, training_args.seed)
-    tokenizer = tokenizer_for_run(lambda: get_tokenizer(model_args, data_args, training_args.seed))  # rank 0's, on all ranks
+    # One tokenizer for the whole run: global rank 0 loads or trains it, every other rank loads its files.
+    tokenizer = tokenizer_for_run(lambda: get_tokenizer(model_args, data_args, training_args.seed, checkpoint))
     if raw is None:  # NSP-style pairs from a corpus
         splits, label_names = nsp_pair_splits(data_args, tokenizer, training_args.seed), NSP_LABELS
         for name in list(splits):
