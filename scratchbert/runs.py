@@ -319,7 +319,7 @@ class GuardedTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        nonfinite = not torch.isfinite(loss).all()
+        nonfinite = here = not torch.isfinite(loss).all()
         if is_distributed():
             # The gradient all-reduce has already spread one rank's NaN to every rank: all ranks must agree to
             # skip (or stop), or the others would step on NaN gradients.
@@ -328,7 +328,7 @@ class GuardedTrainer(Trainer):
             nonfinite = bool(flag.item())
         if nonfinite:
             step = self.state.global_step + 1
-            where = "" if not torch.isfinite(loss).all() else " on another rank"
+            where = "" if here else " on another rank"
             if self.on_nonfinite_loss == "stop":
                 last = latest_complete_checkpoint(self.args.output_dir) if Path(self.args.output_dir).is_dir() else None
                 raise TrainingFailure(

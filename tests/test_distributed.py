@@ -203,3 +203,22 @@ def test_fsdp2_on_two_cpu_processes_saves_a_folder_that_loads(tmp_path):
         logits = loaded(**saved["probe"]).prediction_logits
     torch.testing.assert_close(logits, saved["logits"], rtol=0, atol=1e-5)
     assert not torch.allclose(logits, AutoModelForPreTraining.from_config(loaded.config).eval()(**saved["probe"]).prediction_logits)
+
+
+@pytest.mark.slow
+def test_streamed_mlm_only_pretraining_on_two_nodes(tmp_path):
+    # Each rank reads its own share of the stream; MLM-only under DDP with ddp_find_unused_parameters false.
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(
+        json.dumps({"text": " ".join(f"Document {d} sentence {s} talks about topic {d % 7}." for s in range(6))})
+        for d in range(120)
+    ))
+    args = ["--output_dir", str(tmp_path / "out"), "--output", str(tmp_path / "results.json"), "--train_file", str(corpus),
+            "--streaming", "true", "--mlm_only", "true", "--max_eval_documents", "10", "--vocab_size", "300",
+            "--tokenizer_training_documents", "100", "--max_steps", "6", *TINY_MODEL]
+    for returncode, stderr in two_nodes(tmp_path, "pretraining", tmp_path / "probe", *args):
+        assert returncode == 0, stderr[-3000:]
+    ranks = ranks_of(tmp_path / "probe")
+    assert ranks[0]["tokenizer"] == ranks[1]["tokenizer"] and ranks[0]["weights"] == ranks[1]["weights"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["world_size"] == 2 and results["steps"] == 6

@@ -17,7 +17,7 @@ def test_python_example_runs(tmp_path, monkeypatch):
 
 
 def test_named_configs_and_scripts_exist():
-    for path in set(re.findall(r"configs/[\w.-]+\.yaml", README)):
+    for path in set(re.findall(r"configs/[\w./-]+\.yaml", README)):
         assert (REPO_ROOT / path).is_file(), path
     for script in ("run_pretraining.py", "run_classification.py"):
         assert (REPO_ROOT / script).is_file()
