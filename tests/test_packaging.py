@@ -18,8 +18,9 @@ def installed(tmp_path_factory):
     source = root / "source"  # a copy: building in place would leave build/ in the checkout
     shutil.copytree(REPO_ROOT, source, symlinks=True,
                     ignore=shutil.ignore_patterns(".git", ".venv", "outputs", "build", "*.egg-info", "__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(root / "dist"), str(source)], check=True, cwd=root)
+    # pip builds in an isolated environment from pyproject.toml's build requirements, as for any user.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(root / "dist"),
+                    str(source)], check=True, cwd=root)
     wheel = next((root / "dist").glob("scratchbert-*.whl"))
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
