@@ -26,6 +26,8 @@ from transformers import (
 from .cli import ConfigError, packaged_config, parse_config
 from .configuration_scratchbert import ScratchBertConfig
 from .corpus import CorpusError, load_documents
+from .glue_tasks import TASKS as GLUE_TASKS
+from .glue_tasks import GlueDataError, load_hub_task, read_local_task, task_named
 from .metrics import load_metric
 from .pretraining_data import build_dataset, cached_wordpiece_tokenizer, split_documents
 from .runs import (
@@ -47,17 +49,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = packaged_config("classify_offline.yaml")
 
-# GLUE tasks on the Hub (nyu-mll/glue): text columns, and the split used for evaluation.
-GLUE_TASKS = {
-    "qqp": ("question1", "question2", "validation"),
-    "mrpc": ("sentence1", "sentence2", "validation"),
-    "rte": ("sentence1", "sentence2", "validation"),
-    "qnli": ("question", "sentence", "validation"),
-    "mnli": ("premise", "hypothesis", "validation_matched"),
-    "sst2": ("sentence", None, "validation"),
-    "cola": ("sentence", None, "validation"),
-    "stsb": ("sentence1", "sentence2", "validation"),
-}
 NSP_LABELS = ["next", "random"]  # as BERT's NSP: 0 = B follows A, 1 = B is random (F1's positive class)
 
 
@@ -88,7 +79,12 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    task_name: str | None = field(default=None, metadata={"help": f"GLUE task from the Hub: {', '.join(GLUE_TASKS)}"})
+    task_name: str | None = field(
+        default=None, metadata={"help": f"GLUE task ({', '.join(GLUE_TASKS)}), from the Hub or glue_dir: its columns, labels, metrics"}
+    )
+    glue_dir: str | None = field(
+        default=None, metadata={"help": "With task_name: read the task from this GLUE folder (download_glue_data.py layout)"}
+    )
     dataset_name: str | None = field(default=None, metadata={"help": "Another Hub dataset (with text/label columns)"})
     dataset_config_name: str | None = None
     train_file: str | None = field(default=None, metadata={"help": "Local .csv/.tsv/.json/.jsonl/.parquet"})
@@ -112,6 +108,15 @@ class DataArguments:
     max_predict_samples: int | None = None
     preprocessing_num_workers: int | None = None
     cache_dir: str | None = None
+
+    def __post_init__(self):
+        if self.task_name:  # CoLA, SST-2, ... -> cola, sst2: one spelling for data, labels and metrics
+            try:
+                self.task_name = task_named(self.task_name).name
+            except GlueDataError as error:
+                raise ValueError(str(error)) from None
+        if self.glue_dir and not self.task_name:
+            raise ValueError("glue_dir needs task_name (or run every task with python -m scratchbert.glue)")
 
 
 class DataError(ValueError):
@@ -148,18 +153,16 @@ def load_raw_splits(data_args: DataArguments, seed: int) -> tuple[datasets.Datas
         raise ConfigError(f"give one data source, not {' and '.join(sources)}")
     text_1, text_2 = data_args.text_column_1, data_args.text_column_2
     if data_args.task_name:
-        task = data_args.task_name.lower()
-        if task not in GLUE_TASKS:
-            raise ConfigError(f"unknown GLUE task {data_args.task_name!r}; choose one of {', '.join(GLUE_TASKS)}")
-        default_1, default_2, eval_split = GLUE_TASKS[task]
+        task = GLUE_TASKS[data_args.task_name]
         try:
-            glue = datasets.load_dataset("nyu-mll/glue", task, cache_dir=data_args.cache_dir)
+            raw = read_local_task(data_args.glue_dir, task) if data_args.glue_dir else load_hub_task(task, data_args.cache_dir)
+        except GlueDataError as error:
+            raise DataError(str(error)) from None
         except Exception as error:
-            raise DataError(f"cannot load GLUE task {task} from the Hub (nyu-mll/glue): {error}") from None
-        splits = {"train": glue["train"], "validation": glue[eval_split]}
-        if f"test{eval_split.removeprefix('validation')}" in glue:
-            splits["test"] = glue[f"test{eval_split.removeprefix('validation')}"]
-        return datasets.DatasetDict(splits), text_1 or default_1, text_2 if text_1 else default_2
+            raise DataError(f"cannot load GLUE task {task.name} from the Hub (nyu-mll/glue): {error}") from None
+        data_args.label_column = "label"
+        has_pair = "sentence2" in raw["train"].column_names
+        return raw, text_1 or "sentence1", text_2 if text_1 else ("sentence2" if has_pair else None)
     if data_args.dataset_name:
         try:
             raw = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=data_args.cache_dir)
@@ -177,9 +180,15 @@ def load_raw_splits(data_args: DataArguments, seed: int) -> tuple[datasets.Datas
             splits["test"] = _read_local(data_args.test_file, "test", data_args.cache_dir)
     else:
         return None, None, None  # NSP-style pairs: built after the tokenizer exists
+    for name in ("train", "validation"):
+        if name in splits:
+            check_labels_present(splits[name], data_args.label_column, name)
     if "validation" not in splits:
         held_out = splits["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
         splits["train"], splits["validation"] = held_out["train"], held_out["test"]
+    if not text_1 and not text_2 and "sentence2" in splits["train"].column_names:
+        text_2 = "sentence2"  # a sentence1, sentence2 file is a pair task: never train on sentence1 alone
+        logger.info("Text columns: sentence1 and sentence2 (set text_column_1 / text_column_2 to choose others)")
     text_1 = text_1 or "sentence1"
     for name, split in splits.items():
         needed = [text_1] + ([text_2] if text_2 else []) + ([data_args.label_column] if name != "test" else [])
@@ -192,8 +201,21 @@ def load_raw_splits(data_args: DataArguments, seed: int) -> tuple[datasets.Datas
     return datasets.DatasetDict(splits), text_1, text_2
 
 
-def label_names_of(split: datasets.Dataset, label_column: str) -> list[str] | None:
-    """Class names in id order, or None for a regression (float) label."""
+def check_labels_present(split: datasets.Dataset, label_column: str, name: str):
+    """A blank label (an empty CSV cell reads as NaN or None) is named, rather than making the task a regression."""
+    if label_column not in split.column_names:
+        return
+    for row, value in enumerate(split[label_column]):
+        if value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value.strip()):
+            raise DataError(
+                f"{name} data: row {row + 1} has a blank {label_column!r}; every training and validation row needs a label"
+            )
+
+
+def label_names_of(split: datasets.Dataset, label_column: str, task_name: str | None = None) -> list[str] | None:
+    """Class names in id order, or None for a regression (float) label. A GLUE task's are the Hub's."""
+    if task_name:
+        return None if GLUE_TASKS[task_name].regression else list(GLUE_TASKS[task_name].label_names)
     feature = split.features[label_column]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
@@ -338,12 +360,18 @@ def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, seed: in
 
 
 def make_compute_metrics(task_name: str | None, label_names: list[str] | None):
-    """GLUE's metrics: accuracy (+ F1 of label 1 for binary tasks), Matthews for CoLA, Pearson/Spearman for STS-B."""
+    """GLUE's metrics, each beside its trivial line: accuracy (+ F1 of label 1 for binary tasks), Matthews for
+    CoLA, Pearson/Spearman for a regression (STS-B).
+
+    `majority_baseline_*` scores always predicting the split's most frequent class (an upper bound on any
+    constant classifier); `constant_baseline_*` of a regression is 0, as any constant prediction correlates
+    with nothing.
+    """
     regression = label_names is None
     metrics = ["pearsonr", "spearmanr"] if regression else ["accuracy"]
     if not regression and len(label_names) == 2:
         metrics.append("f1")
-    if task_name == "cola":
+    if task_name is not None and task_name.lower() == "cola":
         metrics.append("matthews_correlation")
     loaded = {name: load_metric(name) for name in metrics}
 
@@ -354,12 +382,13 @@ def make_compute_metrics(task_name: str | None, label_names: list[str] | None):
         results = {}
         for metric in loaded.values():
             results.update(metric.compute(predictions=predictions, references=references))
-        if not regression:  # the majority-class baseline on the same split
-            majority = np.bincount(references.astype(np.int64)).argmax()
-            constant = np.full_like(references, majority)
-            results["majority_baseline_accuracy"] = float((references == majority).mean())
-            if "f1" in loaded:
-                results["majority_baseline_f1"] = loaded["f1"].compute(predictions=constant, references=references)["f1"]
+        if regression:
+            results.update({f"constant_baseline_{name}": 0.0 for name in loaded})
+        else:  # the majority class of the same split
+            majority = np.full_like(references, np.bincount(references.astype(np.int64)).argmax())
+            for metric in loaded.values():
+                scores = metric.compute(predictions=majority, references=references)
+                results.update({f"majority_baseline_{name}": value for name, value in scores.items()})
         return results
 
     return compute_metrics
@@ -393,12 +422,14 @@ def tokenize_splits(raw, tokenizer, data_args, text_1, text_2, label_names):
 
     out = {}
     for name, split in raw.items():
-        limit = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples, "test": data_args.max_predict_samples}[name]
+        kind = name.split("_")[0]  # validation_mismatched is a validation split, test_mismatched a test split
+        limit = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples, "test": data_args.max_predict_samples}[kind]
         if limit is not None:
             split = split.select(range(min(limit, len(split))))
         try:
             out[name] = split.map(
-                encode, batched=True, remove_columns=split.column_names, num_proc=data_args.preprocessing_num_workers,
+                encode, batched=True, num_proc=data_args.preprocessing_num_workers,
+                remove_columns=[c for c in split.column_names if not (kind == "test" and c == "idx")],  # idx: submissions
                 desc=f"{name}: tokenizing",
             )
         except DataError:
@@ -408,9 +439,22 @@ def tokenize_splits(raw, tokenizer, data_args, text_1, text_2, label_names):
             if isinstance(cause, DataError):
                 raise DataError(f"{name} split: {cause}") from None
             raise
-        if name != "test" and label2id is not None:  # GLUE test splits carry label -1
+        if kind != "test" and label2id is not None:  # GLUE test splits carry label -1
             out[name] = out[name].filter(lambda b: [l >= 0 for l in b["labels"]], batched=True)
     return datasets.DatasetDict(out)
+
+
+def write_predictions(trainer, split: datasets.Dataset, label_names: list[str] | None, path: Path):
+    """`index<TAB>prediction` per row (a label name, or a score for a regression); index is the row's `idx`."""
+    inputs = split.remove_columns([c for c in ("labels", "idx") if c in split.column_names])
+    prediction = trainer.predict(inputs)
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    indices = split["idx"] if "idx" in split.column_names else range(len(split))
+    if trainer.is_world_process_zero():
+        with open(path, "w") as f:
+            f.write("index\tprediction\n")
+            for index, row in zip(indices, logits):
+                f.write(f"{index}\t{row[0]:.6f}\n" if label_names is None else f"{index}\t{label_names[int(row.argmax())]}\n")
 
 
 def write_model_card(output_dir: Path, results: dict, model_args, data_args, config_path):
@@ -470,7 +514,7 @@ def run(argv: list[str] | None = None) -> dict:
                 splits[name] = splits[name].select(range(min(limit, len(splits[name]))))
             splits[name] = splits[name].rename_column("label", "labels")
     else:
-        label_names = label_names_of(raw["train"], data_args.label_column)
+        label_names = label_names_of(raw["train"], data_args.label_column, data_args.task_name)
         splits = tokenize_splits(raw, tokenizer, data_args, text_1, text_2, label_names)
     model = build_model(model_args, tokenizer, label_names)
     check_sequence_length(data_args.max_seq_length, model.config.max_position_embeddings)
@@ -488,6 +532,8 @@ def run(argv: list[str] | None = None) -> dict:
     )
     train_result = train_and_report_io_errors(trainer, checkpoint)
     eval_metrics = trainer.evaluate()
+    for name in sorted(n for n in splits if n.startswith("validation_")):  # MNLI's mismatched dev set
+        eval_metrics.update(trainer.evaluate(splits[name], metric_key_prefix=f"eval_{name.removeprefix('validation_')}"))
     output_dir = Path(training_args.output_dir)
     save_final_model(trainer, output_dir)
     results = {
@@ -503,16 +549,11 @@ def run(argv: list[str] | None = None) -> dict:
         "random_init": model_args.random_init or not model_args.model_name_or_path,
         "config": config_path,
     }
-    if training_args.do_predict and "test" in splits:
-        prediction = trainer.predict(splits["test"].remove_columns([c for c in ("labels",) if c in splits["test"].column_names]))
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        if trainer.is_world_process_zero():
-            path = output_dir / "predictions.tsv"
-            with open(path, "w") as f:
-                f.write("index\tprediction\n")
-                for i, row in enumerate(logits):
-                    f.write(f"{i}\t{row[0]:.6f}\n" if label_names is None else f"{i}\t{label_names[int(row.argmax())]}\n")
-            results["predictions_file"] = str(path)
+    if training_args.do_predict:
+        for name in sorted(n for n in splits if n.split("_")[0] == "test"):  # test, and MNLI's test_mismatched
+            path = output_dir / f"predictions{name.removeprefix('test')}.tsv"
+            write_predictions(trainer, splits[name], label_names, path)
+            results[f"predictions_file{name.removeprefix('test')}"] = str(path)
     if trainer.is_world_process_zero():
         write_model_card(output_dir, results, model_args, data_args, config_path)
         publish_results(output_dir, results, run_args, training_args, push_to_hub)

@@ -105,3 +105,85 @@ def run_on_ranks(target, *args, world_size=2, timeout=300):
         if process.is_alive():
             process.kill()
     assert [p.exitcode for p in processes] == [0] * world_size, f"rank exit codes {[p.exitcode for p in processes]}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# GLUE folders in download_glue_data.py's layout, written row by row in each task's exact format
+# --------------------------------------------------------------------------------------------------------------
+
+MNLI_COLUMNS = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2"
+GLUE_LABELS = {  # what the files hold, per task (the Hub's ids are checked against these in the tests)
+    "CoLA": ["0", "1"], "SST-2": ["0", "1"], "MRPC": ["0", "1"], "QQP": ["0", "1"], "WNLI": ["0", "1"],
+    "MNLI": ["entailment", "neutral", "contradiction"], "QNLI": ["entailment", "not_entailment"],
+    "RTE": ["entailment", "not_entailment"], "STS-B": None,
+}
+
+
+def glue_texts(i: int, label) -> tuple[str, str]:
+    """A pair whose words depend on the label (learnable), with a stray quote mark in some rows."""
+    topic = f"topic{label}" if label is not None else "topic"
+    quote = '"' if i % 5 == 0 else ""
+    return f"{quote}The {topic} sentence number {i} is here.", f"And its {topic} partner {i} follows."
+
+
+def write_glue_folder(root, folders=tuple(GLUE_LABELS), n_train=24, n_dev=12, n_test=6):
+    """GLUE task folders with train, dev and test files exactly as download_glue_data.py leaves them."""
+    root = Path(root)
+    for folder in folders:
+        labels = GLUE_LABELS[folder]
+        (root / folder).mkdir(parents=True, exist_ok=True)
+
+        def label_of(i):
+            return f"{(i % 26) / 5:.3f}" if labels is None else labels[i % len(labels)]
+
+        def write(name, header, rows, bom=False):
+            text = ("\ufeff" if bom else "") + "".join(line + "\n" for line in ([header] if header else []) + rows)
+            (root / folder / name).write_text(text, encoding="utf-8")
+
+        def labelled_rows(n, offset):
+            rows = []
+            for i in range(offset, offset + n):
+                label = label_of(i)
+                a, b = glue_texts(i, label)
+                rows.append({"CoLA": f"src{i}\t{label}\t\t{a}", "SST-2": f"{a}\t{label}",
+                             "MRPC": f"{label}\t{i}\t{i + 1}\t{a}\t{b}",
+                             "STS-B": f"{i}\tmain-news\tfile\t2012\t{i}\tnone\tnone\t{a}\t{b}\t{label}",
+                             "QQP": f"{i}\t{2 * i}\t{2 * i + 1}\t{a}\t{b}\t{label}",
+                             "MNLI": f"{i}\t{i}\t{i}n\tfiction\t( {a} )\t( {b} )\t(ROOT {a})\t(ROOT {b})\t{a}\t{b}\t{label}" + ("\t{0}\t{0}\t{0}\t{0}\t{0}".format(label) if offset else "\t" + label),
+                             "QNLI": f"{i}\t{a}\t{b}\t{label}", "RTE": f"{i}\t{a}\t{b}\t{label}",
+                             "WNLI": f"{i}\t{a}\t{b}\t{label}"}[folder])
+            return rows
+
+        def test_rows(n):
+            rows = []
+            for i in range(n):
+                a, b = glue_texts(1000 + i, None)
+                rows.append({"CoLA": f"{i}\t{a}", "SST-2": f"{i}\t{a}", "MRPC": f"{i}\t{i}\t{i + 1}\t{a}\t{b}",
+                             "STS-B": f"{i}\tmain-news\tfile\t2012\t{i}\tnone\tnone\t{a}\t{b}", "QQP": f"{i}\t{a}\t{b}",
+                             "MNLI": f"{i}\t{i}\t{i}n\tfiction\t( {a} )\t( {b} )\t(ROOT {a})\t(ROOT {b})\t{a}\t{b}",
+                             "QNLI": f"{i}\t{a}\t{b}", "RTE": f"{i}\t{a}\t{b}", "WNLI": f"{i}\t{a}\t{b}"}[folder])
+            return rows
+
+        headers = {
+            "CoLA": (None, "index\tsentence"), "SST-2": ("sentence\tlabel", "index\tsentence"),
+            "MRPC": ("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String", "index\t#1 ID\t#2 ID\t#1 String\t#2 String"),
+            "STS-B": ("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
+                      "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2"),
+            "QQP": ("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "id\tquestion1\tquestion2"),
+            "MNLI": (MNLI_COLUMNS + "\tlabel1\tgold_label", MNLI_COLUMNS),
+            "QNLI": ("index\tquestion\tsentence\tlabel", "index\tquestion\tsentence"),
+            "RTE": ("index\tsentence1\tsentence2\tlabel", "index\tsentence1\tsentence2"),
+            "WNLI": ("index\tsentence1\tsentence2\tlabel", "index\tsentence1\tsentence2"),
+        }
+        train_header, test_header = headers[folder]
+        bom = folder == "MRPC"
+        write("train.tsv", train_header, labelled_rows(n_train, 0), bom)
+        if folder == "MNLI":
+            dev_header = MNLI_COLUMNS + "\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label"
+            for kind in ("matched", "mismatched"):
+                write(f"dev_{kind}.tsv", dev_header, labelled_rows(n_dev, 500))
+                write(f"test_{kind}.tsv", test_header, test_rows(n_test))
+        else:
+            write("dev.tsv", train_header, labelled_rows(n_dev, 500), bom)
+            write("test.tsv", test_header, test_rows(n_test), bom)
+    return root

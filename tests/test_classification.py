@@ -8,7 +8,7 @@ from transformers import AutoModelForSequenceClassification
 
 from scratchbert.classification import GLUE_TASKS, main, make_compute_metrics, run
 from scratchbert.metrics import available_metrics, load_metric
-from conftest import REPO_ROOT, requires_shared_data
+from conftest import REPO_ROOT, requires_shared_data, write_glue_folder
 
 FAST = [
     "--max_steps", "4", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
@@ -204,10 +204,53 @@ def test_compute_metrics_binary_cola_and_regression():
     assert m["accuracy"] == 0.75 and m["f1"] == pytest.approx(2 / 3)
     assert m["majority_baseline_accuracy"] == 0.75 and m["majority_baseline_f1"] == 0.0
     m = make_compute_metrics("cola", ["no", "yes"])(EvalPrediction(logits, labels))
-    assert "matthews_correlation" in m
+    assert "matthews_correlation" in m and m["majority_baseline_matthews_correlation"] == 0.0
+    assert "matthews_correlation" in make_compute_metrics("CoLA", ["no", "yes"])(EvalPrediction(logits, labels))
     m = make_compute_metrics("stsb", None)(EvalPrediction(np.array([[0.1], [0.5], [0.9]]), np.array([0.0, 0.4, 1.0])))
     assert m["pearsonr"] > 0.9 and m["spearmanr"] == pytest.approx(1.0)
-    assert set(GLUE_TASKS) == {"qqp", "mrpc", "rte", "qnli", "mnli", "sst2", "cola", "stsb"}
+    assert m["constant_baseline_pearsonr"] == m["constant_baseline_spearmanr"] == 0.0
+    assert set(GLUE_TASKS) == {"qqp", "mrpc", "rte", "qnli", "mnli", "sst2", "cola", "stsb", "wnli"}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# GLUE folders, and three defects of the local-file path
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_glue_folder_task_with_any_spelling_keeps_its_metric(tmp_path, pretrained):
+    glue_dir = write_glue_folder(tmp_path / "glue", folders=("CoLA", "MNLI"))
+    # --task_name CoLA used to lose Matthews correlation (lowercased for the data, not for the metric).
+    out, results = classify(tmp_path, "--task_name", "CoLA", "--glue_dir", str(glue_dir),
+                            "--model_name_or_path", str(pretrained), "--do_predict", "true")
+    assert "eval_matthews_correlation" in results and results["eval_majority_baseline_matthews_correlation"] == 0.0
+    assert results["label2id"] == {"unacceptable": 0, "acceptable": 1}
+    assert len((out / "predictions.tsv").read_text().splitlines()) == 6 + 1
+    # MNLI: matched and mismatched dev sets both scored, both test sets predicted.
+    out, results = classify(tmp_path, "--task_name", "mnli", "--glue_dir", str(glue_dir), "--model_name_or_path",
+                            str(pretrained), "--do_predict", "true", name="mnli")
+    assert {"eval_accuracy", "eval_mismatched_accuracy", "eval_mismatched_majority_baseline_accuracy"} <= set(results)
+    assert (out / "predictions_mismatched.tsv").is_file() and results["num_labels"] == 3
+
+
+def test_blank_label_in_a_csv_is_named(tmp_path, capsys, pretrained):
+    # It used to turn the task into a regression and crash with a TypeError.
+    train = tmp_path / "train.csv"
+    lines = [f"{a},{b},{label}" for a, b, label in PAIRS if '"' not in a + b]
+    lines[1] = lines[1].rsplit(",", 1)[0] + ","
+    train.write_text("question1,question2,is_duplicate\n" + "\n".join(lines) + "\n")
+    err = fails(tmp_path, capsys, "--model_name_or_path", str(pretrained), *pair_args(train))
+    assert "train data: row 2 has a blank 'is_duplicate'" in err
+
+
+def test_sentence1_sentence2_files_train_on_both_sentences(tmp_path):
+    from scratchbert.classification import DataArguments, load_raw_splits
+
+    train = write_pairs(tmp_path / "train.csv", header=("sentence1", "sentence2", "label"))
+    _, text_1, text_2 = load_raw_splits(DataArguments(train_file=str(train)), seed=0)
+    assert (text_1, text_2) == ("sentence1", "sentence2")  # it used to train on sentence1 alone
+    single = write_pairs(tmp_path / "single.csv", rows=[(a, label) for a, _, label in PAIRS], header=("sentence1", "label"))
+    assert load_raw_splits(DataArguments(train_file=str(single)), seed=0)[1:] == ("sentence1", None)
 
 
 # --------------------------------------------------------------------------------------------------------------

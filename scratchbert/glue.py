@@ -1,0 +1,361 @@
+"""The GLUE suite: fine-tune and score one checkpoint on every GLUE task, in one command.
+
+    python -m scratchbert.glue --model_name_or_path CKPT --glue_dir glue_data     # local folders
+    python -m scratchbert.glue --model_name_or_path CKPT --tasks mrpc,rte         # from the Hub (nyu-mll/glue)
+    scratchbert-glue --model_name_or_path CKPT --glue_dir glue_data --random_init --seeds 3 --do_predict
+
+Each task is fine-tuned by `scratchbert.classification.run` (what run_classification.py runs: no second
+training loop) from configs/glue_task.yaml plus the task's hyperparameters below, once per seed; with
+--random_init once more per seed from random weights (the same architecture and tokenizer), so the table shows
+what pretraining is worth. A transformers BERT folder is converted first (scratchbert.convert). Every task's
+data is checked before anything trains. Written to OUT: glue_results.json (every run's metrics, baselines,
+steps, runtime; means, spreads, the average), glue_results.md (the table, also printed), glue_results.png,
+runs/<task>/<init>-seed<S>/ (each fine-tuned model), and with --do_predict submission/ (GLUE's test-set files).
+"""
+
+import json
+import logging
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import classification
+from .cli import ConfigError, packaged_config, parse_config
+from .convert import ConversionError, convert_bert_to_scratchbert
+from .corpus import CorpusError
+from .glue_tasks import TASKS, GlueDataError, GlueTask, check_task_files, task_named, tasks_in
+from .runs import script_main
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    num_train_epochs: float
+    learning_rate: float
+    per_device_train_batch_size: int
+    max_seq_length: int
+
+
+# BERT's fine-tuning practice (Devlin et al. 2019, section 4.1 and appendix A.3): sequence length 128, batch
+# 32, 3 epochs, a learning rate from {5e-5, 4e-5, 3e-5, 2e-5}. The small tasks (under 10k training pairs),
+# where the paper found fine-tuning unstable, take the other end of its grid (batch 16, 4 epochs) so they get
+# a few hundred optimizer steps. Flags (or glue.yaml) override a field for every task at once.
+LARGE, SMALL = Hyperparameters(3, 2e-5, 32, 128), Hyperparameters(4, 3e-5, 16, 128)
+TASK_HYPERPARAMETERS = {
+    "cola": SMALL,  # 8.5k training sentences
+    "sst2": LARGE,  # 67k
+    "mrpc": SMALL,  # 3.7k
+    "stsb": SMALL,  # 5.7k
+    "qqp": LARGE,  # 364k
+    "mnli": LARGE,  # 393k
+    "qnli": LARGE,  # 105k
+    "rte": SMALL,  # 2.5k
+    "wnli": SMALL,  # 635
+}
+# As the BERT paper's GLUE average: WNLI is left out (its dev set is adversarial; models score below majority).
+AVERAGE_EXCLUDES = ("wnli",)
+
+
+@dataclass
+class GlueArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A ScratchBert checkpoint, or a transformers BERT folder (converted first)"}
+    )
+    tasks: str | None = field(
+        default=None, metadata={"help": f"Comma-separated ({','.join(TASKS)}); default: every task in glue_dir, or all from the Hub"}
+    )
+    glue_dir: str | None = field(
+        default=None, metadata={"help": "GLUE folders in download_glue_data.py's layout; default: nyu-mll/glue from the Hub"}
+    )
+    output_dir: str = "outputs/glue"
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an output_dir that holds results"})
+    random_init: bool = field(default=False, metadata={"help": "Also fine-tune from random weights: what pretraining is worth"})
+    seeds: int = field(default=1, metadata={"help": "Runs per task (seeds seed, seed+1, ...): mean and spread"})
+    seed: int = 42
+    do_predict: bool = field(default=False, metadata={"help": "Write GLUE submission files for the test splits"})
+    num_train_epochs: float | None = field(default=None, metadata={"help": "For every task (default: per task)"})
+    learning_rate: float | None = field(default=None, metadata={"help": "For every task (default: per task)"})
+    per_device_train_batch_size: int | None = field(default=None, metadata={"help": "For every task (default: per task)"})
+    max_seq_length: int | None = field(default=None, metadata={"help": "For every task (default: per task)"})
+    max_steps: int | None = field(default=None, metadata={"help": "Cap every run at this many steps (smoke tests)"})
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_predict_samples: int | None = None
+    bf16: bool = False
+    use_cpu: bool = False
+    trust_remote_code: bool = False
+    cache_dir: str | None = None
+
+    def __post_init__(self):
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Before any training: tasks, data, checkpoint, output folder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def resolve_tasks(args: GlueArguments) -> list[GlueTask]:
+    """The tasks to run, each one's local files checked (present, headers the task's); errors name the folder."""
+    try:
+        if args.tasks:
+            tasks = [task_named(name.strip()) for name in args.tasks.split(",") if name.strip()]
+        elif args.glue_dir:
+            tasks = tasks_in(args.glue_dir)
+        else:
+            tasks = list(TASKS.values())
+        if args.glue_dir:
+            if not Path(args.glue_dir).is_dir():
+                raise GlueDataError(f"glue_dir {args.glue_dir} is not a folder")
+            if not tasks:
+                raise GlueDataError(
+                    f"{args.glue_dir} holds no GLUE task folder ({', '.join(t.folder for t in TASKS.values())})"
+                )
+            for task in tasks:
+                check_task_files(args.glue_dir, task)
+    except GlueDataError as error:
+        raise ConfigError(str(error)) from None
+    chosen = {task.name for task in tasks}
+    return [task for task in TASKS.values() if task.name in chosen]  # in GLUE's order, each once
+
+
+def resolve_checkpoint(args: GlueArguments, output_dir: Path) -> str:
+    """The ScratchBert checkpoint to fine-tune: as given, or a transformers BERT folder converted into output_dir."""
+    if not args.model_name_or_path:
+        raise ConfigError("give --model_name_or_path: the checkpoint to score")
+    folder = Path(args.model_name_or_path)
+    if not folder.exists():
+        return args.model_name_or_path  # a Hub id: from_pretrained says what is wrong
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(f"{folder} has no config.json: it is not a model checkpoint")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type == "scratchbert":
+        return str(folder)
+    if model_type != "bert":
+        raise ConfigError(f"{folder} holds a {model_type!r} model, not a ScratchBert or a BERT")
+    converted = output_dir / "converted-checkpoint"
+    shutil.rmtree(converted, ignore_errors=True)
+    try:
+        convert_bert_to_scratchbert(folder, converted)
+    except ConversionError as error:
+        raise ConfigError(f"cannot convert the BERT checkpoint {folder}: {error}") from None
+    logger.info("Converted the BERT checkpoint %s to ScratchBert in %s", folder, converted)
+    return str(converted)
+
+
+def check_output_dir(args: GlueArguments) -> Path:
+    output_dir = Path(args.output_dir)
+    if (output_dir / "glue_results.json").exists() and not args.overwrite_output_dir:
+        raise ConfigError(f"output_dir {output_dir} already holds GLUE results; pass --overwrite_output_dir or choose another")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"output_dir {output_dir} cannot be created: {error.strerror or error}") from None
+    return output_dir
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One run per task, seed and starting point
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def hyperparameters_for(task: GlueTask, args: GlueArguments) -> Hyperparameters:
+    base = TASK_HYPERPARAMETERS[task.name]
+    return Hyperparameters(
+        *(getattr(args, name) if getattr(args, name) is not None else getattr(base, name)
+          for name in ("num_train_epochs", "learning_rate", "per_device_train_batch_size", "max_seq_length"))
+    )
+
+
+def task_argv(task: GlueTask, args: GlueArguments, checkpoint: str, run_dir: Path, seed: int, random_init: bool,
+              predict: bool) -> list[str]:
+    """run_classification.py's command line for one run."""
+    settings = hyperparameters_for(task, args)
+    argv = [
+        str(packaged_config("glue_task.yaml")), "--task_name", task.name, "--model_name_or_path", checkpoint,
+        "--output_dir", str(run_dir), "--seed", str(seed), "--random_init", str(random_init).lower(),
+        "--num_train_epochs", str(settings.num_train_epochs), "--learning_rate", str(settings.learning_rate),
+        "--per_device_train_batch_size", str(settings.per_device_train_batch_size),
+        "--max_seq_length", str(settings.max_seq_length), "--do_predict", str(predict).lower(),
+        "--bf16", str(args.bf16).lower(), "--use_cpu", str(args.use_cpu).lower(),
+        "--trust_remote_code", str(args.trust_remote_code).lower(),
+    ]
+    for name in ("glue_dir", "max_steps", "max_train_samples", "max_eval_samples", "max_predict_samples", "cache_dir"):
+        if getattr(args, name) is not None:
+            argv += [f"--{name}", str(getattr(args, name))]
+    return argv
+
+
+def metric_keys(metric: str, task: GlueTask) -> tuple[str, str]:
+    """results.json keys of a metric and of its baseline: accuracy -> eval_accuracy, eval_majority_baseline_accuracy."""
+    prefix = "mismatched_" if metric.startswith("mismatched_") else ""
+    name = metric.removeprefix(prefix)
+    baseline = "constant_baseline" if task.regression else "majority_baseline"
+    return f"eval_{prefix}{name}", f"eval_{prefix}{baseline}_{name}"
+
+
+def run_record(task: GlueTask, results: dict, seed: int) -> dict:
+    return {
+        "seed": seed,
+        "metrics": {m: results[metric_keys(m, task)[0]] for m in task.metrics},
+        "baseline": {m: results.get(metric_keys(m, task)[1], 0.0) for m in task.metrics},
+        "steps": results["steps"],
+        "runtime_seconds": results["runtime_seconds"],
+    }
+
+
+def summarize(task: GlueTask, runs: list[dict]) -> dict:
+    """Mean and spread over seeds of each metric, and the task score (the mean of its metrics)."""
+    values = {m: np.array([run["metrics"][m] for run in runs], dtype=float) for m in task.metrics}
+    scores = np.mean([values[m] for m in task.metrics], axis=0)  # [seeds]
+    return {
+        "mean": {m: float(v.mean()) for m, v in values.items()},
+        "std": {m: float(v.std()) for m, v in values.items()},
+        "score": float(scores.mean()),
+        "score_std": float(scores.std()),
+        "steps": runs[0]["steps"],
+        "runtime_seconds": float(np.mean([run["runtime_seconds"] for run in runs])),
+        "runs": runs,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outputs: JSON, Markdown table, bar chart, submission files
+# ----------------------------------------------------------------------------------------------------------------
+
+METRIC_LABELS = {"accuracy": "acc", "f1": "F1", "matthews_correlation": "MCC", "pearsonr": "Pearson",
+                 "spearmanr": "Spearman", "mismatched_accuracy": "acc-mm"}
+STARTS = (("pretrained", "pretrained"), ("random_init", "random init"))
+
+
+def markdown_table(report: dict) -> str:
+    starts = [(key, label) for key, label in STARTS if key in report["average"]]
+    header = "| task | metric | " + " | ".join(label for _, label in starts) + " | baseline | steps | minutes |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for name, entry in report["tasks"].items():
+        task = TASKS[name]
+        cells = []
+        for key, _ in starts:
+            summary = entry[key]
+            cells.append(" / ".join(
+                f"{100 * summary['mean'][m]:.1f}" + (f" ± {100 * summary['std'][m]:.1f}" if len(summary["runs"]) > 1 else "")
+                for m in task.metrics
+            ))
+        baseline = " / ".join(f"{100 * entry['baseline'][m]:.1f}" for m in task.metrics)
+        metrics = " / ".join(METRIC_LABELS[m] for m in task.metrics)
+        minutes = entry["pretrained"]["runtime_seconds"] / 60
+        lines.append(f"| {task.folder} | {metrics} | " + " | ".join(cells) + f" | {baseline} | {entry['pretrained']['steps']} | {minutes:.1f} |")
+    average = " | ".join(f"**{100 * report['average'][key]:.1f}**" for key, _ in starts)
+    lines.append(f"| average{report['average_note']} | task scores | {average} | {100 * report['average']['baseline']:.1f} | | |")
+    return "\n".join(lines) + "\n"
+
+
+def write_chart(report: dict, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["tasks"])
+    starts = [(key, label) for key, label in STARTS if key in report["average"]] + [("baseline", "baseline")]
+    width = 0.8 / len(starts)
+    figure, axes = plt.subplots(figsize=(max(4, 1.3 * len(names) + 2), 3.5))
+    for i, (key, label) in enumerate(starts):
+        if key == "baseline":
+            heights = [100 * np.mean([report["tasks"][n]["baseline"][m] for m in TASKS[n].metrics]) for n in names]
+            errors = None
+        else:
+            heights = [100 * report["tasks"][n][key]["score"] for n in names]
+            errors = [100 * report["tasks"][n][key]["score_std"] for n in names]
+        axes.bar(np.arange(len(names)) + (i - (len(starts) - 1) / 2) * width, heights, width, yerr=errors, label=label)
+    axes.set_xticks(np.arange(len(names)), [TASKS[n].folder for n in names])
+    axes.set_ylabel("task score (dev set, x100)")
+    axes.set_title("GLUE dev: pretrained vs random init vs baseline")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_submission(task: GlueTask, run_dir: Path, submission_dir: Path) -> list[str]:
+    """GLUE's test-set files for the task from run_classification.py's predictions (label names -> GLUE's values)."""
+    written = []
+    for suffix, file_name in zip(("", "_mismatched"), task.submission):
+        predictions = run_dir / f"predictions{suffix}.tsv"
+        if not predictions.is_file():
+            continue
+        lines = ["index\tprediction"]
+        for line in predictions.read_text().splitlines()[1:]:
+            index, value = line.split("\t")
+            if not task.regression and not task.submit_names:
+                value = str(task.label_names.index(value))  # 0 / 1, as GLUE's binary tasks are scored
+            lines.append(f"{index}\t{value}")
+        submission_dir.mkdir(parents=True, exist_ok=True)
+        (submission_dir / file_name).write_text("\n".join(lines) + "\n")
+        written.append(file_name)
+    return written
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The suite
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def run(argv: list[str] | None = None) -> dict:
+    (args, config_path) = parse_config((GlueArguments,), argv, packaged_config("glue.yaml"))
+    tasks = resolve_tasks(args)
+    output_dir = check_output_dir(args)
+    checkpoint = resolve_checkpoint(args, output_dir)
+    starts = [False, True] if args.random_init else [False]
+    print(f"GLUE: {', '.join(t.name for t in tasks)}; {args.seeds} seed(s); from {checkpoint}"
+          f"{' and from random weights' if args.random_init else ''}", flush=True)
+
+    report = {"model": args.model_name_or_path, "checkpoint": checkpoint, "glue_dir": args.glue_dir,
+              "seeds": [args.seed + i for i in range(args.seeds)], "config": config_path, "tasks": {}}
+    for task in tasks:
+        entry = {"hyperparameters": hyperparameters_for(task, args).__dict__}
+        for random_init in starts:
+            key = "random_init" if random_init else "pretrained"
+            runs = []
+            for seed in report["seeds"]:
+                run_dir = output_dir / "runs" / task.name / f"{key}-seed{seed}"
+                predict = args.do_predict and not random_init and seed == report["seeds"][0]
+                results = classification.run(task_argv(task, args, checkpoint, run_dir, seed, random_init, predict))
+                runs.append(run_record(task, results, seed))
+            entry[key] = summarize(task, runs)
+        entry["baseline"] = entry["pretrained"]["runs"][0]["baseline"]  # the dev set's, the same for every run
+        if args.do_predict:
+            run_dir = output_dir / "runs" / task.name / f"pretrained-seed{report['seeds'][0]}"
+            entry["submission_files"] = write_submission(task, run_dir, output_dir / "submission")
+        report["tasks"][task.name] = entry
+
+    averaged = [name for name in report["tasks"] if name not in AVERAGE_EXCLUDES] or list(report["tasks"])
+    report["average_tasks"] = averaged
+    report["average_note"] = "" if averaged == list(report["tasks"]) else " (no WNLI)"
+    report["average"] = {
+        key: float(np.mean([report["tasks"][n][key]["score"] for n in averaged]))
+        for key, _ in STARTS if key in report["tasks"][averaged[0]]
+    }
+    report["average"]["baseline"] = float(np.mean(
+        [np.mean([report["tasks"][n]["baseline"][m] for m in TASKS[n].metrics]) for n in averaged]
+    ))
+    table = markdown_table(report)
+    (output_dir / "glue_results.json").write_text(json.dumps(report, indent=2))
+    (output_dir / "glue_results.md").write_text(table)
+    write_chart(report, output_dir / "glue_results.png")
+    print(table)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    return script_main(run, argv, (ConfigError, CorpusError, classification.DataError))
+
+
+if __name__ == "__main__":  # python -m scratchbert.glue
+    sys.exit(main())

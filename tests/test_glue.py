@@ -1,0 +1,132 @@
+"""The GLUE suite end to end: every task from GLUE-format folders, random-init baseline, seeds, outputs,
+submission files; a transformers BERT converted on the fly; bad folders refused before anything trains."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from scratchbert import ScratchBertForPreTraining
+from scratchbert.glue import TASK_HYPERPARAMETERS, main, run
+from scratchbert.glue_tasks import TASKS
+from conftest import SHARED_DATA, requires_shared_data, tiny_config, write_glue_folder
+
+FAST = ["--max_steps", "2", "--per_device_train_batch_size", "8", "--max_seq_length", "32", "--use_cpu", "true"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tokenizer_dir):
+    folder = tmp_path_factory.mktemp("checkpoint")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    ScratchBertForPreTraining(tiny_config(vocab_size=len(tokenizer))).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def glue_dir(tmp_path_factory):
+    return write_glue_folder(tmp_path_factory.mktemp("glue"))
+
+
+def test_every_task_has_documented_hyperparameters():
+    assert set(TASK_HYPERPARAMETERS) == set(TASKS)
+    assert all(h.max_seq_length == 128 and h.per_device_train_batch_size in (16, 32) for h in TASK_HYPERPARAMETERS.values())
+
+
+@pytest.mark.slow
+def test_every_task_from_glue_folders_with_random_init_and_submissions(tmp_path, checkpoint, glue_dir):
+    out = tmp_path / "glue"
+    report = run(["--model_name_or_path", str(checkpoint), "--glue_dir", str(glue_dir), "--output_dir", str(out),
+                  "--random_init", "true", "--do_predict", "true", *FAST])
+    assert list(report["tasks"]) == list(TASKS)  # every task found, in GLUE's order
+    for name, entry in report["tasks"].items():
+        task = TASKS[name]
+        for start in ("pretrained", "random_init"):
+            assert set(entry[start]["mean"]) == set(task.metrics) and entry[start]["steps"] == 2
+        assert set(entry["baseline"]) == set(task.metrics)
+    assert report["tasks"]["cola"]["baseline"]["matthews_correlation"] == 0.0
+    assert report["tasks"]["mnli"]["pretrained"]["mean"]["mismatched_accuracy"] >= 0
+    assert report["average_tasks"] == [n for n in TASKS if n != "wnli"]
+    saved = json.loads((out / "glue_results.json").read_text())
+    assert saved["average"] == report["average"] and set(saved["average"]) == {"pretrained", "random_init", "baseline"}
+    table = (out / "glue_results.md").read_text()
+    assert "| CoLA | MCC |" in table and "| MNLI | acc / acc-mm |" in table and "average (no WNLI)" in table
+    assert (out / "glue_results.png").stat().st_size > 1000
+    # Submission files in GLUE's format: 0/1 for the binary tasks, names for the NLI ones, scores for STS-B.
+    submission = out / "submission"
+    assert sorted(p.name for p in submission.iterdir()) == sorted(f for t in TASKS.values() for f in t.submission)
+    for task in TASKS.values():
+        for file_name in task.submission:
+            lines = (submission / file_name).read_text().splitlines()
+            assert lines[0] == "index\tprediction" and [l.split("\t")[0] for l in lines[1:]] == [str(i) for i in range(6)]
+            values = {l.split("\t")[1] for l in lines[1:]}
+            if task.regression:
+                assert all(float(v) == float(v) for v in values)
+            elif task.submit_names:
+                assert values <= set(task.label_names)
+            else:
+                assert values <= {"0", "1"}
+
+
+@pytest.mark.slow
+def test_seeds_give_mean_and_spread_and_flags_apply_to_every_task(tmp_path, checkpoint, glue_dir):
+    report = run(["--model_name_or_path", str(checkpoint), "--glue_dir", str(glue_dir), "--output_dir", str(tmp_path),
+                  "--tasks", "RTE,sts-b", "--seeds", "2", "--learning_rate", "1e-4", *FAST])
+    assert list(report["tasks"]) == ["stsb", "rte"] and report["seeds"] == [42, 43]
+    for entry in report["tasks"].values():
+        assert [r["seed"] for r in entry["pretrained"]["runs"]] == [42, 43] and "random_init" not in entry
+        assert entry["hyperparameters"]["learning_rate"] == 1e-4 and entry["hyperparameters"]["num_train_epochs"] == 4
+        assert entry["pretrained"]["std"].keys() == entry["pretrained"]["mean"].keys()
+    assert "±" in (tmp_path / "glue_results.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_transformers_bert_folder_is_converted_on_the_fly(tmp_path, checkpoint, glue_dir):
+    from transformers import BertConfig, BertForPreTraining
+
+    bert = tmp_path / "bert"
+    config = BertConfig(vocab_size=tiny_config().vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=64)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    config.vocab_size = len(tokenizer)
+    BertForPreTraining(config).save_pretrained(bert)
+    tokenizer.save_pretrained(bert)
+    report = run(["--model_name_or_path", str(bert), "--glue_dir", str(glue_dir), "--output_dir", str(tmp_path / "out"),
+                  "--tasks", "mrpc", *FAST])
+    assert report["checkpoint"] == str(tmp_path / "out" / "converted-checkpoint")
+    assert json.loads((tmp_path / "out" / "converted-checkpoint" / "config.json").read_text())["model_type"] == "scratchbert"
+    assert set(report["tasks"]["mrpc"]["pretrained"]["mean"]) == {"accuracy", "f1"}
+
+
+def test_bad_folders_are_refused_before_anything_trains(tmp_path, capsys, checkpoint):
+    glue_dir = write_glue_folder(tmp_path / "glue", folders=("RTE", "MRPC"))
+    (glue_dir / "MRPC" / "dev.tsv").unlink()
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+
+    def fails(*args, model=("--model_name_or_path", str(checkpoint))):
+        code = main([*model, "--output_dir", str(out), *FAST, *args])
+        err = capsys.readouterr().err
+        assert code == 2 and "error: " in err and not (out / "runs").exists(), err
+        return err
+
+    assert "MRPC lacks dev.tsv" in fails("--glue_dir", str(glue_dir))  # RTE is fine, yet nothing runs at all
+    assert "has no CoLA folder" in fails("--glue_dir", str(glue_dir), "--tasks", "rte,cola")
+    assert "unknown GLUE task 'rtf'" in fails("--glue_dir", str(glue_dir), "--tasks", "rtf")
+    assert "holds no GLUE task folder" in fails("--glue_dir", str(tmp_path / "empty"))
+    assert "give --model_name_or_path" in fails("--glue_dir", str(glue_dir), "--tasks", "rte", model=())
+
+
+@pytest.mark.slow
+@requires_shared_data("qqp", "dev.tsv")
+def test_qqp_from_the_shared_data(tmp_path, checkpoint):
+    # ../shared/data holds a qqp folder in GLUE's format: --glue_dir finds the task by its folder name.
+    report = run(["--model_name_or_path", str(checkpoint), "--glue_dir", str(SHARED_DATA), "--output_dir", str(tmp_path),
+                  "--max_train_samples", "512", "--max_steps", "10", "--per_device_train_batch_size", "16",
+                  "--max_seq_length", "64", "--use_cpu", "true"])
+    assert list(report["tasks"]) == ["qqp"]
+    qqp = report["tasks"]["qqp"]
+    assert qqp["baseline"]["accuracy"] == pytest.approx(2196 / 3496)  # the whole dev set scored: 2,196 of 3,496 negative
+    assert qqp["baseline"]["f1"] == 0.0 and 0 <= qqp["pretrained"]["mean"]["accuracy"] <= 1
