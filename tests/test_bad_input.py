@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from scratchbert import ScratchBertConfig, ScratchBertModel
-from scratchbert import classification, pretraining
+from scratchbert import classification, glue, pretraining
 from scratchbert.convert import ConversionError, convert_bert_to_scratchbert
-from conftest import REPO_ROOT, tiny_config
+from conftest import REPO_ROOT, tiny_config, write_glue_folder
 
 TABLE = (REPO_ROOT / "docs" / "bad-input.md").read_text()
 TINY = [
@@ -295,6 +295,36 @@ def case_resume_without_tokenizer(tmp_path, capsys, tokenizer_dir):
         (checkpoint / name).unlink(missing_ok=True)
     capsys.readouterr()
     return script_error(capsys, pretraining.main, tmp_path, *common, "--resume_from_checkpoint", str(checkpoint))
+
+
+def case_blank_label(tmp_path, capsys, tokenizer_dir):
+    rows = [("How to learn?", "Best way to learn?", "dup"), ("Where is Paris?", "How tall is it?", "")] * 4
+    return script_error(capsys, classification.main, tmp_path, "--model_name_or_path", str(pretrained_folder(tmp_path, tokenizer_dir)),
+                        "--train_file", str(pairs_file(tmp_path, rows)), *PAIR_COLUMNS)
+
+
+def glue_error(capsys, tmp_path, tokenizer_dir, glue_dir, *args):
+    code = glue.main(["--model_name_or_path", str(pretrained_folder(tmp_path, tokenizer_dir)), "--glue_dir", str(glue_dir),
+                      "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--use_cpu", "true", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and not (tmp_path / "out" / "runs").exists(), err
+    return err
+
+
+def case_glue_missing_files(tmp_path, capsys, tokenizer_dir):
+    glue_dir = write_glue_folder(tmp_path / "glue", folders=("RTE", "MRPC"))
+    (glue_dir / "MRPC" / "dev.tsv").unlink()
+    return glue_error(capsys, tmp_path, tokenizer_dir, glue_dir)
+
+
+def case_glue_wrong_header(tmp_path, capsys, tokenizer_dir):
+    glue_dir = write_glue_folder(tmp_path / "glue", folders=("RTE", "QQP"))
+    (glue_dir / "RTE" / "train.tsv").write_text((glue_dir / "QQP" / "train.tsv").read_text())
+    return glue_error(capsys, tmp_path, tokenizer_dir, glue_dir, "--tasks", "rte")
+
+
+def case_glue_unknown_task(tmp_path, capsys, tokenizer_dir):
+    return glue_error(capsys, tmp_path, tokenizer_dir, write_glue_folder(tmp_path / "glue", folders=("RTE",)), "--tasks", "mprc")
 
 
 def test_every_table_row_has_a_case():
