@@ -265,7 +265,7 @@ def write_chart(report: dict, path: Path):
     names = list(report["tasks"])
     starts = [(key, label) for key, label in STARTS if key in report["average"]] + [("baseline", "baseline")]
     width = 0.8 / len(starts)
-    figure, axes = plt.subplots(figsize=(max(4, 1.3 * len(names) + 2), 3.5))
+    figure, axes = plt.subplots(figsize=(max(5, 1.3 * len(names) + 2), 3.5))
     for i, (key, label) in enumerate(starts):
         if key == "baseline":
             heights = [100 * np.mean([report["tasks"][n]["baseline"][m] for m in TASKS[n].metrics]) for n in names]
@@ -276,7 +276,7 @@ def write_chart(report: dict, path: Path):
         axes.bar(np.arange(len(names)) + (i - (len(starts) - 1) / 2) * width, heights, width, yerr=errors, label=label)
     axes.set_xticks(np.arange(len(names)), [TASKS[n].folder for n in names])
     axes.set_ylabel("task score (dev set, x100)")
-    axes.set_title("GLUE dev: pretrained vs random init vs baseline")
+    axes.set_title("GLUE dev: pretrained, random init, baseline", fontsize=10)
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -100,6 +100,24 @@ def test_a_transformers_bert_folder_is_converted_on_the_fly(tmp_path, checkpoint
     assert set(report["tasks"]["mrpc"]["pretrained"]["mean"]) == {"accuracy", "f1"}
 
 
+def test_without_glue_dir_the_tasks_come_from_the_hub(tmp_path, checkpoint, glue_dir, monkeypatch):
+    import datasets
+
+    from scratchbert.glue_tasks import read_local_task
+
+    local = read_local_task(glue_dir, TASKS["rte"])
+    calls = []
+
+    def fake_load_dataset(path, name=None, **kwargs):  # the network boundary: nyu-mll/glue as the Hub serves it
+        calls.append((path, name))
+        return datasets.DatasetDict({split: local[split] for split in ("train", "validation", "test")})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    report = run(["--model_name_or_path", str(checkpoint), "--tasks", "rte", "--output_dir", str(tmp_path), *FAST])
+    assert calls == [("nyu-mll/glue", "rte")] and report["glue_dir"] is None
+    assert set(report["tasks"]["rte"]["pretrained"]["mean"]) == {"accuracy"}
+
+
 def test_bad_folders_are_refused_before_anything_trains(tmp_path, capsys, checkpoint):
     glue_dir = write_glue_folder(tmp_path / "glue", folders=("RTE", "MRPC"))
     (glue_dir / "MRPC" / "dev.tsv").unlink()
