@@ -15,6 +15,7 @@ runs/<task>/<init>-seed<S>/ (each fine-tuned model), and with --do_predict submi
 
 import json
 import logging
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -105,6 +106,8 @@ def resolve_tasks(args: GlueArguments) -> list[GlueTask]:
     try:
         if args.tasks:
             tasks = [task_named(name.strip()) for name in args.tasks.split(",") if name.strip()]
+            if not tasks:
+                raise GlueDataError(f"--tasks {args.tasks!r} names no task; the tasks are {', '.join(TASKS)}")
         elif args.glue_dir:
             tasks = tasks_in(args.glue_dir)
         else:
@@ -211,14 +214,15 @@ def run_record(task: GlueTask, results: dict, seed: int) -> dict:
 
 
 def summarize(task: GlueTask, runs: list[dict]) -> dict:
-    """Mean and spread over seeds of each metric, and the task score (the mean of its metrics)."""
+    """Mean and standard deviation over seeds of each metric, and the task score (the mean of its metrics)."""
     values = {m: np.array([run["metrics"][m] for run in runs], dtype=float) for m in task.metrics}
     scores = np.mean([values[m] for m in task.metrics], axis=0)  # [seeds]
+    ddof = 1 if len(runs) > 1 else 0  # the sample standard deviation over seeds
     return {
         "mean": {m: float(v.mean()) for m, v in values.items()},
-        "std": {m: float(v.std()) for m, v in values.items()},
+        "std": {m: float(v.std(ddof=ddof)) for m, v in values.items()},
         "score": float(scores.mean()),
-        "score_std": float(scores.std()),
+        "score_std": float(scores.std(ddof=ddof)),
         "steps": runs[0]["steps"],
         "runtime_seconds": float(np.mean([run["runtime_seconds"] for run in runs])),
         "runs": runs,
@@ -276,7 +280,7 @@ def write_chart(report: dict, path: Path):
         axes.bar(np.arange(len(names)) + (i - (len(starts) - 1) / 2) * width, heights, width, yerr=errors, label=label)
     axes.set_xticks(np.arange(len(names)), [TASKS[n].folder for n in names])
     axes.set_ylabel("task score (dev set, x100)")
-    axes.set_title("GLUE dev: pretrained, random init, baseline", fontsize=10)
+    axes.set_title("GLUE dev: " + ", ".join(label for _, label in starts), fontsize=10)
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -293,7 +297,7 @@ def write_submission(task: GlueTask, run_dir: Path, submission_dir: Path) -> lis
         lines = ["index\tprediction"]
         for line in predictions.read_text().splitlines()[1:]:
             index, value = line.split("\t")
-            if not task.regression and not task.submit_names:
+            if not task.regression and not task.labels_are_names:
                 value = str(task.label_names.index(value))  # 0 / 1, as GLUE's binary tasks are scored
             lines.append(f"{index}\t{value}")
         submission_dir.mkdir(parents=True, exist_ok=True)
@@ -309,6 +313,11 @@ def write_submission(task: GlueTask, run_dir: Path, submission_dir: Path) -> lis
 
 def run(argv: list[str] | None = None) -> dict:
     (args, config_path) = parse_config((GlueArguments,), argv, packaged_config("glue.yaml"))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            "run the GLUE suite as one process (it runs its tasks one after another); for several GPUs per task, "
+            "launch run_classification.py --task_name TASK [--glue_dir DIR] with torchrun or accelerate"
+        )
     tasks = resolve_tasks(args)
     output_dir = check_output_dir(args)
     checkpoint = resolve_checkpoint(args, output_dir)
@@ -334,6 +343,7 @@ def run(argv: list[str] | None = None) -> dict:
             run_dir = output_dir / "runs" / task.name / f"pretrained-seed{report['seeds'][0]}"
             entry["submission_files"] = write_submission(task, run_dir, output_dir / "submission")
         report["tasks"][task.name] = entry
+        (output_dir / "glue_results.json").write_text(json.dumps(report, indent=2))  # finished tasks survive a failure
 
     averaged = [name for name in report["tasks"] if name not in AVERAGE_EXCLUDES] or list(report["tasks"])
     report["average_tasks"] = averaged

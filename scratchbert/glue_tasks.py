@@ -44,7 +44,7 @@ class GlueTask:
     submission: tuple[str, ...]  # submission file per test split
     files: dict = field(default_factory=lambda: {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"})
     headerless: tuple[str, ...] = ()  # splits whose file has no header row
-    submit_names: bool = False  # the submission file holds label names instead of ids
+    test_text_columns: tuple | None = None  # the test file's text columns, where they differ (CoLA's)
 
     @property
     def regression(self) -> bool:
@@ -63,7 +63,8 @@ TASKS = {
     task.name: task
     for task in (
         GlueTask("cola", "CoLA", ("sentence", None), (3,), 1, ("unacceptable", "acceptable"), False,
-                 ("matthews_correlation",), ("CoLA.tsv",), headerless=("train", "validation")),
+                 ("matthews_correlation",), ("CoLA.tsv",), headerless=("train", "validation"),
+                 test_text_columns=("sentence",)),
         GlueTask("sst2", "SST-2", ("sentence", None), ("sentence",), "label", ("negative", "positive"), False,
                  ("accuracy",), ("SST-2.tsv",)),
         GlueTask("mrpc", "MRPC", ("sentence1", "sentence2"), ("#1 String", "#2 String"), "Quality",
@@ -74,11 +75,11 @@ TASKS = {
                  ("not_duplicate", "duplicate"), False, ("accuracy", "f1"), ("QQP.tsv",)),
         GlueTask("mnli", "MNLI", ("premise", "hypothesis"), ("sentence1", "sentence2"), "gold_label",
                  ("entailment", "neutral", "contradiction"), True, ("accuracy", "mismatched_accuracy"),
-                 ("MNLI-m.tsv", "MNLI-mm.tsv"), files=NLI_FILES, submit_names=True),
+                 ("MNLI-m.tsv", "MNLI-mm.tsv"), files=NLI_FILES),
         GlueTask("qnli", "QNLI", ("question", "sentence"), ("question", "sentence"), "label",
-                 ("entailment", "not_entailment"), True, ("accuracy",), ("QNLI.tsv",), submit_names=True),
+                 ("entailment", "not_entailment"), True, ("accuracy",), ("QNLI.tsv",)),
         GlueTask("rte", "RTE", ("sentence1", "sentence2"), ("sentence1", "sentence2"), "label",
-                 ("entailment", "not_entailment"), True, ("accuracy",), ("RTE.tsv",), submit_names=True),
+                 ("entailment", "not_entailment"), True, ("accuracy",), ("RTE.tsv",)),
         GlueTask("wnli", "WNLI", ("sentence1", "sentence2"), ("sentence1", "sentence2"), "label",
                  ("not_entailment", "entailment"), False, ("accuracy",), ("WNLI.tsv",)),
     )
@@ -147,8 +148,7 @@ def file_layout(path: Path, task: GlueTask, split: str, first_row: list[str]) ->
                 f"first row: {first_row[:4]}"
             )
         return list(task.text_columns), task.label_column, False
-    # Test files name the texts as their train files do (CoLA's, headerless in train: `sentence`), plus an index.
-    text_names = ["sentence"] if task.headerless else list(task.text_columns)
+    text_names = list(task.test_text_columns if split.startswith("test") and task.test_text_columns else task.text_columns)
     needed = text_names + ([task.label_column] if labelled else [])
     missing = [name for name in needed if name not in first_row]
     if missing:
@@ -179,14 +179,18 @@ def read_split(path: Path, task: GlueTask, split: str) -> datasets.Dataset:
     positions, label_position, has_header = file_layout(path, task, split, rows[0])
     body = rows[1:] if has_header else rows
     texts = [[] for _ in positions]
-    labels, skipped = [], 0
+    labels, indices, skipped = [], [], 0
     last = max(positions + ([label_position] if label_position is not None else []))
-    for line, row in enumerate(body, start=2 if has_header else 1):
+    for index, row in enumerate(body):
+        line = index + (2 if has_header else 1)
         if len(row) <= last:
+            if split.startswith("test"):  # a submission needs every test row
+                raise GlueDataError(f"{path}, line {line}: {len(row)} fields, fewer than GLUE {task.name}'s test rows have")
             skipped += 1  # a malformed row (a few in QQP's train file), skipped as GLUE's own processors do
             continue
         for column, position in zip(texts, positions):
             column.append(row[position])
+        indices.append(index)  # the row's place in the file, even after a skipped row
         if label_position is not None:
             labels.append(_label(row[label_position], task, path, line))
     if skipped:
@@ -196,7 +200,7 @@ def read_split(path: Path, task: GlueTask, split: str) -> datasets.Dataset:
         columns["sentence2"] = texts[1]
     labelled = label_position is not None
     columns["label"] = labels if labelled else [-1.0 if task.regression else -1] * len(texts[0])
-    columns["idx"] = list(range(len(texts[0])))
+    columns["idx"] = indices
     features = {name: datasets.Value("string") for name in columns if name.startswith("sentence")}
     features["label"] = datasets.Value("float32") if task.regression else datasets.ClassLabel(names=list(task.label_names))
     features["idx"] = datasets.Value("int32")

@@ -249,11 +249,13 @@ class PretrainingTrainer(GuardedTrainer):
         """A streamed corpus is already this rank's own share (`stream_share`): load it as it is.
 
         accelerate would otherwise split it again, or have rank 0 read every rank's batches (dispatch_batches).
+        The shares differ in length, so each repeats until max_steps ends the run: no rank runs dry while the
+        others still step (their collectives would wait for it forever).
         """
         if not (isinstance(self.train_dataset, datasets.IterableDataset) and self.args.world_size > 1):
             return super().get_train_dataloader()
         return RankShareDataLoader(
-            self.train_dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator,
+            self.train_dataset.repeat(None), batch_size=self._train_batch_size, collate_fn=self.data_collator,
             num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
         )
 

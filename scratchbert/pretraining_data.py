@@ -316,8 +316,8 @@ def stream_share(documents: datasets.IterableDataset, rank: int, world_size: int
     """This rank's share of a streamed corpus (`split_dataset_by_node`), in an order shuffled through a buffer.
 
     A stream comes in storage order (Wikipedia: by article id); without a shuffle each batch holds pairs from a
-    few neighbouring articles. With shards to spare, each rank reads only its own files; otherwise it reads
-    the stream and keeps every world_size-th document.
+    few neighbouring articles. When the stream's shards (files) divide evenly between the ranks, each rank
+    reads only its own files; otherwise every rank reads the whole stream and keeps every world_size-th document.
     """
     share = split_dataset_by_node(documents, rank=rank, world_size=world_size) if world_size > 1 else documents
     return share.shuffle(seed=seed, buffer_size=buffer_size)

@@ -5,6 +5,7 @@ import logging
 import logging.handlers
 import math
 import os
+import pickle
 import re
 import shutil
 import sys
@@ -179,7 +180,11 @@ def tokenizer_for_run(load_or_train):
                 load_or_train().save_pretrained(folder)
                 payload[0] = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
         except Exception as error:
-            payload[0] = error
+            try:
+                pickle.dumps(error)
+                payload[0] = error
+            except Exception:  # an error that cannot travel: its message does
+                payload[0] = RuntimeError(f"{type(error).__name__}: {error}")
     dist.broadcast_object_list(payload, src=0)
     if isinstance(payload[0], Exception):
         raise payload[0]
@@ -201,6 +206,7 @@ class TimeBudget(TrainerCallback, ExportableState):
         self.elapsed_seconds = 0.0  # training time used before this session's clock started (earlier sessions)
         self._started: float | None = None
         self._paused_seconds = 0.0
+        self._agreed: float | None = None  # the share agreed across ranks (several processes only)
 
     def elapsed(self) -> float:
         if self._started is None:
@@ -224,9 +230,21 @@ class TimeBudget(TrainerCallback, ExportableState):
         if isinstance(saved, dict):
             self.elapsed_seconds = float(saved.get("attributes", {}).get("elapsed_seconds", 0.0))
         self._started, self._paused_seconds = time.monotonic(), 0.0
+        if is_distributed():  # until the first agreement: the share restored from the checkpoint, equal on all ranks
+            self._agreed = min(self.elapsed_seconds / (60 * self.minutes), 1.0)
+
+    def progress(self) -> float:
+        """The share of the budget the schedule follows: every rank's own clock differs a little, so several
+        processes use the largest share any of them measured at the last step's end (one value for all)."""
+        return self.fraction() if self._agreed is None else self._agreed
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.fraction() >= 1.0:
+        fraction = self.fraction()
+        if is_distributed():  # ranks must stop at the same step and step with the same learning rate
+            shared = torch.tensor(fraction, dtype=torch.float64, device=args.device)
+            dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+            fraction = self._agreed = float(shared.item())
+        if fraction >= 1.0:
             control.should_training_stop = True
             logger.info("Time budget of %g minutes reached at step %d", self.minutes, state.global_step)
 
@@ -263,7 +281,7 @@ def budget_lr_lambda(budget: TimeBudget, args: TrainingArguments, num_training_s
     warmup_steps = int(args.warmup_steps) if args.warmup_steps >= 1 else 0
 
     def lr_factor(step: int) -> float:
-        p = max(budget.fraction(), step / max(num_training_steps, 1))
+        p = max(budget.progress(), step / max(num_training_steps, 1))
         warm = 1.0
         if warmup_steps:
             warm = min(1.0, step / warmup_steps)
@@ -337,7 +355,8 @@ class GuardedTrainer(Trainer):
                     f"Newest complete checkpoint: {last or 'none'} (lower the learning rate, or set "
                     "on_nonfinite_loss: skip)"
                 )
-            logger.warning("Loss is %s%s at step %d: skipping this optimizer step", loss.item(), where, step)
+            logger.warning("Loss is %s%s at step %d: skipping this optimizer step",
+                           loss.item() if here else "non-finite", where, step)
             self._skip_this_step = True
             self.skipped_steps.append(step)
             return torch.zeros_like(loss)
@@ -364,31 +383,37 @@ def save_final_model(trainer: Trainer, output_dir: Path):
     Files are written to a staging folder first and moved in with config.json last, so a folder that has a
     config.json has all of the model. A failed write raises TrainingFailure and leaves the checkpoints as they were.
 
-    Every rank calls this (FSDP and DeepSpeed gather the full weights collectively); only global rank 0 touches
-    the staging folder, and barriers keep the ranks in step: nobody writes before the old staging folder is
-    gone, and nobody returns (to read output_dir, or exit) before the model is in place.
+    Every rank calls this (FSDP and DeepSpeed gather the full weights collectively). Only the writers (global
+    rank 0; each node's first process with save_on_each_node) touch the staging folder, and every rank passes
+    the same three barriers, failure or not: nobody writes before the old staging folder is gone, nobody moves
+    before everything is written, nobody returns (to read output_dir, or exit) before the model is in place.
     """
     staging = output_dir / ".final-partial"
-    main = trainer.is_world_process_zero()
+    writer = trainer.args.should_save
+    failure = None
+    if writer:
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     try:
-        if main:
-            shutil.rmtree(staging, ignore_errors=True)
-        trainer.accelerator.wait_for_everyone()
         trainer.save_model(str(staging))
-        trainer.accelerator.wait_for_everyone()
-        if main:
-            names = sorted(p.name for p in staging.iterdir())
-            for name in sorted(names, key=lambda n: n == "config.json"):  # config.json last
-                os.replace(staging / name, output_dir / name)
     except OSError as error:
+        failure = error
+    trainer.accelerator.wait_for_everyone()
+    if writer:
+        try:
+            if failure is None:
+                names = sorted(p.name for p in staging.iterdir())
+                for name in sorted(names, key=lambda n: n == "config.json"):  # config.json last
+                    os.replace(staging / name, output_dir / name)
+        except OSError as error:
+            failure = error
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    if failure is not None:
         raise TrainingFailure(
-            f"saving the final model to {output_dir} failed: {error.strerror or error}. "
+            f"saving the final model to {output_dir} failed: {failure.strerror or failure}. "
             f"Newest complete checkpoint: {latest_complete_checkpoint(output_dir) or 'none'}"
-        ) from None
-    finally:
-        if main:
-            shutil.rmtree(staging, ignore_errors=True)
-        trainer.accelerator.wait_for_everyone()
+        )
 
 
 def train_and_report_io_errors(trainer: Trainer, checkpoint: str | None):

@@ -64,7 +64,7 @@ def test_every_task_from_glue_folders_with_random_init_and_submissions(tmp_path,
             values = {l.split("\t")[1] for l in lines[1:]}
             if task.regression:
                 assert all(float(v) == float(v) for v in values)
-            elif task.submit_names:
+            elif task.labels_are_names:
                 assert values <= set(task.label_names)
             else:
                 assert values <= {"0", "1"}
@@ -135,6 +135,13 @@ def test_bad_folders_are_refused_before_anything_trains(tmp_path, capsys, checkp
     assert "unknown GLUE task 'rtf'" in fails("--glue_dir", str(glue_dir), "--tasks", "rtf")
     assert "holds no GLUE task folder" in fails("--glue_dir", str(tmp_path / "empty"))
     assert "give --model_name_or_path" in fails("--glue_dir", str(glue_dir), "--tasks", "rte", model=())
+    assert "names no task" in fails("--glue_dir", str(glue_dir), "--tasks", ",")
+
+
+def test_the_suite_refuses_to_run_as_several_processes(tmp_path, capsys, monkeypatch, checkpoint):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["--model_name_or_path", str(checkpoint), "--output_dir", str(tmp_path)]) == 2
+    assert "run the GLUE suite as one process" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -101,3 +101,17 @@ def test_a_label_outside_the_task_is_named(tmp_path):
     path.write_text(path.read_text().replace("\tnot_entailment\n", "\tcontradiction\n", 1))
     with pytest.raises(GlueDataError, match=r"train.tsv, line 3: label 'contradiction' is not one of entailment, not_entailment"):
         read_local_task(tmp_path, TASKS["rte"])
+
+
+def test_malformed_rows_skipped_in_training_refused_in_test_files(tmp_path):
+    write_glue_folder(tmp_path, folders=("QQP",))
+    train = tmp_path / "QQP" / "train.tsv"
+    lines = train.read_text().splitlines()
+    lines[3] = "broken\trow"  # data row 2 (0-based): too few fields, as a few rows of QQP's real train file
+    train.write_text("\n".join(lines) + "\n")
+    read = read_local_task(tmp_path, TASKS["qqp"])["train"]
+    assert len(read) == N_TRAIN - 1 and read["idx"][:4] == [0, 1, 3, 4]  # indices stay the file's
+    test = tmp_path / "QQP" / "test.tsv"
+    test.write_text(test.read_text() + "7\tonly one question\n")
+    with pytest.raises(GlueDataError, match=r"test.tsv, line 8: 2 fields"):
+        read_local_task(tmp_path, TASKS["qqp"])

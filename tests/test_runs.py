@@ -225,7 +225,7 @@ class FakeBudget:
     def __init__(self):
         self.share = 0.0
 
-    def fraction(self):
+    def progress(self):  # the share the schedule follows (TimeBudget.progress)
         return self.share
 
 
@@ -353,12 +353,45 @@ def test_nonfinite_loss_on_one_rank_stops_every_rank(tmp_path):
     assert "the loss became nan at step 2" in ranks[1]["error"]
 
 
+def budget_ranks(rank, world_size, out):
+    from safetensors.torch import save_file
+
+    class StartLate(TrainerCallback):  # rank 0's training clock runs a second ahead of rank 1's
+        def on_train_begin(self, args, state, control, **kwargs):
+            if rank == 0:
+                time.sleep(1.0)
+
+    torch.manual_seed(0)
+    model = ScratchBertForSequenceClassification(tiny_config())
+    g = torch.Generator().manual_seed(rank)
+    rows = [{"input_ids": torch.randint(5, 99, (8,), generator=g).tolist(), "attention_mask": [1] * 8, "labels": i % 2} for i in range(40)]
+    arguments = TrainingArguments(output_dir=str(Path(out) / "run"), per_device_train_batch_size=4, max_steps=100_000,
+                                  save_strategy="no", report_to="none", use_cpu=True, learning_rate=0.01, ddp_backend="gloo")
+    trainer = GuardedTrainer(model=model, args=arguments, train_dataset=Dataset.from_list(rows),
+                             data_collator=default_data_collator, max_train_minutes=0.05)
+    trainer.add_callback(StartLate())
+    trainer.train()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(Path(out) / f"rank{rank}.safetensors"))
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps({"steps": trainer.state.global_step}))
+
+
+def test_ranks_share_one_training_clock(tmp_path):
+    # Each rank's own clock would stop rank 0 steps before rank 1, which then waits for it forever, and the
+    # learning rates would differ; the ranks agree on the budget used every step.
+    run_on_ranks(budget_ranks, str(tmp_path), timeout=120)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["steps"] == ranks[1]["steps"] > 1
+    weights = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 class FakeRankTrainer:
     """What save_final_model uses of a Trainer, as a rank other than 0 sees it."""
 
     def __init__(self, rank):
         self.rank, self.barriers = rank, 0
         self.accelerator = self
+        self.args = type("Args", (), {"should_save": rank == 0})()
 
     def wait_for_everyone(self):
         self.barriers += 1
@@ -377,7 +410,18 @@ def test_final_save_leaves_rank_zeros_staging_folder_alone(tmp_path):
     trainer = FakeRankTrainer(rank=1)
     save_final_model(trainer, tmp_path)
     assert (staging / "model.safetensors").read_text() == "rank 0 is writing this"
-    assert trainer.barriers >= 3  # before writing, before moving in, before returning
+    assert trainer.barriers == 3  # before writing, before moving in, before returning: the same on every rank
+
+
+def test_a_failed_final_save_on_rank_zero_keeps_the_barriers_balanced(tmp_path):
+    class FailingRankZero(FakeRankTrainer):
+        def save_model(self, folder):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    trainer = FailingRankZero(rank=0)
+    with pytest.raises(TrainingFailure, match="No space left on device"):
+        save_final_model(trainer, tmp_path)
+    assert trainer.barriers == 3  # as many as the other ranks pass: none waits forever
 
 
 def test_bf16_without_a_gpu_trains_on_the_cpu(tmp_path):
