@@ -259,21 +259,26 @@ def nsp_pair_splits(data_args: DataArguments, tokenizer, seed: int) -> datasets.
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def check_checkpoint(path: str):
-    """A local folder must be a ScratchBert checkpoint; say how to convert a BERT."""
+def checkpoint_model_type(path: str) -> str | None:
+    """The model_type of a local checkpoint folder (None for a Hub id); a folder without config.json is an error."""
     folder = Path(path)
     if not folder.exists():
-        return  # a Hub id: from_pretrained says what is wrong
+        return None  # a Hub id: from_pretrained says what is wrong
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise ConfigError(f"{path} has no config.json: it is not a model checkpoint")
-    model_type = json.loads(config_file.read_text()).get("model_type")
+    return json.loads(config_file.read_text()).get("model_type")
+
+
+def check_checkpoint(path: str):
+    """A local folder must be a ScratchBert checkpoint; say how to convert a BERT."""
+    model_type = checkpoint_model_type(path)
     if model_type == "bert":
         raise ConfigError(
             f"{path} is a transformers BERT checkpoint; convert it first: "
             f"python -m scratchbert.convert bert-to-scratchbert {path} {path.rstrip('/')}-scratchbert"
         )
-    if model_type != "scratchbert":
+    if model_type not in (None, "scratchbert"):
         raise ConfigError(f"{path} holds a {model_type!r} model, not a ScratchBert (or a BERT to convert)")
 
 

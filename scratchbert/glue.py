@@ -127,28 +127,22 @@ def resolve_tasks(args: GlueArguments) -> list[GlueTask]:
     return [task for task in TASKS.values() if task.name in chosen]  # in GLUE's order, each once
 
 
-def resolve_checkpoint(args: GlueArguments, output_dir: Path) -> str:
+def checkpoint_to_score(args: GlueArguments, output_dir: Path) -> str:
     """The ScratchBert checkpoint to fine-tune: as given, or a transformers BERT folder converted into output_dir."""
     if not args.model_name_or_path:
         raise ConfigError("give --model_name_or_path: the checkpoint to score")
-    folder = Path(args.model_name_or_path)
-    if not folder.exists():
-        return args.model_name_or_path  # a Hub id: from_pretrained says what is wrong
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise ConfigError(f"{folder} has no config.json: it is not a model checkpoint")
-    model_type = json.loads(config_file.read_text()).get("model_type")
-    if model_type == "scratchbert":
-        return str(folder)
+    model_type = classification.checkpoint_model_type(args.model_name_or_path)
+    if model_type in (None, "scratchbert"):  # None: a Hub id, which from_pretrained checks
+        return args.model_name_or_path
     if model_type != "bert":
-        raise ConfigError(f"{folder} holds a {model_type!r} model, not a ScratchBert or a BERT")
+        raise ConfigError(f"{args.model_name_or_path} holds a {model_type!r} model, not a ScratchBert or a BERT")
     converted = output_dir / "converted-checkpoint"
     shutil.rmtree(converted, ignore_errors=True)
     try:
-        convert_bert_to_scratchbert(folder, converted)
+        convert_bert_to_scratchbert(args.model_name_or_path, converted)
     except ConversionError as error:
-        raise ConfigError(f"cannot convert the BERT checkpoint {folder}: {error}") from None
-    logger.info("Converted the BERT checkpoint %s to ScratchBert in %s", folder, converted)
+        raise ConfigError(f"cannot convert the BERT checkpoint {args.model_name_or_path}: {error}") from None
+    logger.info("Converted the BERT checkpoint %s to ScratchBert in %s", args.model_name_or_path, converted)
     return str(converted)
 
 
@@ -320,7 +314,7 @@ def run(argv: list[str] | None = None) -> dict:
         )
     tasks = resolve_tasks(args)
     output_dir = check_output_dir(args)
-    checkpoint = resolve_checkpoint(args, output_dir)
+    checkpoint = checkpoint_to_score(args, output_dir)
     starts = [False, True] if args.random_init else [False]
     print(f"GLUE: {', '.join(t.name for t in tasks)}; {args.seeds} seed(s); from {checkpoint}"
           f"{' and from random weights' if args.random_init else ''}", flush=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 import datasets
 
 logger = logging.getLogger(__name__)
+csv.field_size_limit(sys.maxsize)  # some GLUE fields are long (MNLI parses); quoting off, a field ends at a tab
 
 class GlueDataError(ValueError):
     """A GLUE folder or file that cannot be read as its task; the message names the file and what is wrong."""
@@ -123,7 +124,6 @@ def split_files(glue_dir: str | Path, task: GlueTask) -> dict[str, Path]:
 
 
 def _rows(path: Path, limit: int | None = None) -> list[list[str]]:
-    csv.field_size_limit(sys.maxsize)
     rows = []
     with open(path, encoding="utf-8-sig", newline="") as file:  # utf-8-sig drops MRPC's byte-order mark
         for row in csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE):

@@ -29,7 +29,7 @@ TINY_MODEL = [
 
 
 def two_nodes(tmp_path, module: str, probe_dir, *args, timeout=600):
-    """Both "machines" of a two-node torchrun launch; returns their (returncode, stderr)."""
+    """Both "machines" of a two-node torchrun launch; each must exit 0."""
     port = free_port()
     processes = []
     for node in (0, 1):
@@ -42,15 +42,13 @@ def two_nodes(tmp_path, module: str, probe_dir, *args, timeout=600):
         ]
         processes.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, text=True))
-    results = []
     for process in processes:
         try:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             _, stderr = process.communicate()
-        results.append((process.returncode, stderr))
-    return results
+        assert process.returncode == 0, stderr[-3000:]
 
 
 def ranks_of(probe_dir):
@@ -69,8 +67,7 @@ def test_pretraining_on_two_nodes_one_tokenizer_one_model_resumable(tmp_path):
     out = tmp_path / "out"
     args = ["--output_dir", str(out), "--output", str(tmp_path / "results.json"), "--vocab_size", "400",
             "--max_steps", "4", *TINY_MODEL]
-    for returncode, stderr in two_nodes(tmp_path, "pretraining", tmp_path / "first", *args):
-        assert returncode == 0, stderr[-3000:]
+    two_nodes(tmp_path, "pretraining", tmp_path / "first", *args)
     ranks = ranks_of(tmp_path / "first")
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert ranks[0]["tokenizer"] == ranks[1]["tokenizer"] == vocab_hash(out), "one tokenizer on every node"
@@ -83,8 +80,7 @@ def test_pretraining_on_two_nodes_one_tokenizer_one_model_resumable(tmp_path):
     for node in (0, 1):
         shutil.rmtree(tmp_path / f"node{node}-cache")
     resumed = ["--resume_from_checkpoint", "latest", *args[:-len(TINY_MODEL) - 2], "--max_steps", "6", *TINY_MODEL]
-    for returncode, stderr in two_nodes(tmp_path, "pretraining", tmp_path / "resumed", *resumed):
-        assert returncode == 0, stderr[-3000:]
+    two_nodes(tmp_path, "pretraining", tmp_path / "resumed", *resumed)
     ranks = ranks_of(tmp_path / "resumed")
     assert ranks[0]["tokenizer"] == ranks[1]["tokenizer"] == vocab_hash(out / "checkpoint-4")
     assert ranks[0]["weights"] == ranks[1]["weights"]
@@ -97,8 +93,7 @@ def test_classification_on_two_nodes_one_tokenizer_one_model_resumable(tmp_path)
     out = tmp_path / "out"
     args = ["--output_dir", str(out), "--output", str(tmp_path / "results.json"), "--vocab_size", "400",
             "--save_strategy", "steps", *TINY_MODEL]
-    for returncode, stderr in two_nodes(tmp_path, "classification", tmp_path / "first", *args, "--max_steps", "4"):
-        assert returncode == 0, stderr[-3000:]
+    two_nodes(tmp_path, "classification", tmp_path / "first", *args, "--max_steps", "4")
     ranks = ranks_of(tmp_path / "first")
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert ranks[0]["tokenizer"] == ranks[1]["tokenizer"] == vocab_hash(out), "one tokenizer on every node"
@@ -109,8 +104,7 @@ def test_classification_on_two_nodes_one_tokenizer_one_model_resumable(tmp_path)
     for node in (0, 1):  # a fresh WordPiece training would now give other ids: the checkpoint's must be used
         shutil.rmtree(tmp_path / f"node{node}-cache")
     resumed = [*args, "--max_steps", "6", "--resume_from_checkpoint", "latest"]
-    for returncode, stderr in two_nodes(tmp_path, "classification", tmp_path / "resumed", *resumed):
-        assert returncode == 0, stderr[-3000:]
+    two_nodes(tmp_path, "classification", tmp_path / "resumed", *resumed)
     ranks = ranks_of(tmp_path / "resumed")
     assert ranks[0]["tokenizer"] == ranks[1]["tokenizer"] == vocab_hash(out / "checkpoint-4")
     assert ranks[0]["weights"] == ranks[1]["weights"]
@@ -216,8 +210,7 @@ def test_streamed_mlm_only_pretraining_on_two_nodes(tmp_path):
     args = ["--output_dir", str(tmp_path / "out"), "--output", str(tmp_path / "results.json"), "--train_file", str(corpus),
             "--streaming", "true", "--mlm_only", "true", "--max_eval_documents", "10", "--vocab_size", "300",
             "--tokenizer_training_documents", "100", "--max_steps", "6", *TINY_MODEL]
-    for returncode, stderr in two_nodes(tmp_path, "pretraining", tmp_path / "probe", *args):
-        assert returncode == 0, stderr[-3000:]
+    two_nodes(tmp_path, "pretraining", tmp_path / "probe", *args)
     ranks = ranks_of(tmp_path / "probe")
     assert ranks[0]["tokenizer"] == ranks[1]["tokenizer"] and ranks[0]["weights"] == ranks[1]["weights"]
     results = json.loads((tmp_path / "results.json").read_text())
