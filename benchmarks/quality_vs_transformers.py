@@ -89,7 +89,8 @@ def main():
     output_dir = Path(options.output_dir)
     transformers.set_seed(training_args.seed)
 
-    dropped = {k: v for k, v in BERT_LAYOUT.items() if getattr(model_args, k) != v}
+    # Options the pretraining arguments lack (classifier_pooling: a fine-tuning head's) are BERT's already.
+    dropped = {k: v for k, v in BERT_LAYOUT.items() if getattr(model_args, k, v) != v}
     if dropped and options.scratchbert_options == "drop":
         print(f"Both models train BERT's layout: dropping {', '.join(f'{k}={getattr(model_args, k)}' for k in dropped)}")
         for key, value in dropped.items():

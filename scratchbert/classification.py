@@ -8,6 +8,7 @@ scratchbert.convert); a fresh random model is allowed but warned about.
 
 import json
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from transformers import (
 )
 
 from .cli import ConfigError, packaged_config, parse_config
-from .configuration_scratchbert import ScratchBertConfig
+from .configuration_scratchbert import CLASSIFIER_POOLINGS, ScratchBertConfig
 from .corpus import CorpusError, load_documents
 from .glue_tasks import TASKS as GLUE_TASKS
 from .glue_tasks import GlueDataError, load_hub_task, read_local_task, task_named
@@ -36,6 +37,7 @@ from .runs import (
     ScratchBertTrainingArguments,
     check_sequence_length,
     check_output_dir,
+    check_run_options,
     publish_results,
     resolve_checkpoint,
     script_main,
@@ -67,6 +69,14 @@ class ModelArguments:
     freeze_encoder: bool = field(default=False, metadata={"help": "Train only the classification head"})
     train_pooler: bool = field(default=True, metadata={"help": "With freeze_encoder, still train the pooler"})
     classifier_dropout: float | None = None
+    classifier_pooling: str | None = field(
+        default=None, metadata={"help": "cls (BERT's pooler over [CLS]) or mean (of the last hidden states); default: the checkpoint's"}
+    )
+    layerwise_lr_decay: float = field(
+        default=1.0,
+        metadata={"help": "Layer-wise learning-rate decay: the head learns at learning_rate, the top layer at that "
+                          "times this factor, each layer below at this factor of the one above, the embeddings last (1: off)"},
+    )
     unpad_inputs: bool = field(default=True, metadata={"help": "Skip the work on padding tokens (same results)"})
     # Sizes of a fresh model when there is no checkpoint at all (the offline default).
     vocab_size: int = 8000
@@ -75,6 +85,12 @@ class ModelArguments:
     num_attention_heads: int = 2
     intermediate_size: int = 512
     max_position_embeddings: int = 128
+
+    def __post_init__(self):
+        if self.classifier_pooling is not None and self.classifier_pooling not in CLASSIFIER_POOLINGS:
+            raise ValueError(f"classifier_pooling must be one of {', '.join(CLASSIFIER_POOLINGS)}, got {self.classifier_pooling!r}")
+        if not 0 < self.layerwise_lr_decay <= 1:
+            raise ValueError(f"layerwise_lr_decay must be in (0, 1] (1: off), got {self.layerwise_lr_decay}")
 
 
 @dataclass
@@ -138,8 +154,11 @@ def _read_local(path: str, split: str, cache_dir):
     kinds = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
     if suffix not in kinds:
         raise DataError(f"{split} file {path}: unsupported type {suffix!r}; use one of {', '.join(kinds)}")
-    # TSV questions hold stray quote marks (QQP): read with quoting off, as csv.QUOTE_NONE.
-    kwargs = {"delimiter": "\t", "quoting": 3, "keep_default_na": False} if suffix == ".tsv" else {}
+    # Text cells are text: pandas would read "NA", "null", "None", "nan", "N/A" as missing values (and they became
+    # empty strings); keep_default_na off keeps them, and an empty cell reads as "" (a blank label is named later).
+    kwargs = {"keep_default_na": False} if kinds[suffix] == "csv" else {}
+    if suffix == ".tsv":  # TSV questions hold stray quote marks (QQP): read with quoting off, as csv.QUOTE_NONE.
+        kwargs.update(delimiter="\t", quoting=3)
     try:
         return datasets.load_dataset(kinds[suffix], data_files=str(file), split="train", cache_dir=cache_dir, **kwargs)
     except Exception as error:
@@ -289,6 +308,8 @@ def build_model(model_args: ModelArguments, tokenizer, label_names: list[str] | 
         label_kwargs.update(id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)})
     if model_args.classifier_dropout is not None:
         label_kwargs["classifier_dropout"] = model_args.classifier_dropout
+    if model_args.classifier_pooling is not None:
+        label_kwargs["classifier_pooling"] = model_args.classifier_pooling
 
     if model_args.model_name_or_path:
         try:
@@ -335,6 +356,29 @@ def build_model(model_args: ModelArguments, tokenizer, label_names: list[str] | 
         for name, parameter in model.scratchbert.named_parameters():
             parameter.requires_grad = model_args.train_pooler and name.startswith("pooler.")
     return model
+
+
+def layerwise_lr_scales(model, decay: float) -> dict[str, float]:
+    """Parameter name -> learning-rate factor for layer-wise decay (ELECTRA, and most small-encoder fine-tuning).
+
+    The classifier and pooler learn at 1, the top encoder layer at `decay`, each layer below at `decay` times the
+    one above, the embeddings at `decay ** (num_layers + 1)`: the lower layers, which hold what pretraining
+    taught and what every task shares, move least.
+    """
+    num_layers = model.config.num_hidden_layers
+    scales = {}
+    for name, _ in model.named_parameters():
+        layer = re.search(r"\.layers\.(\d+)\.", name)
+        if layer:
+            depth = num_layers - int(layer.group(1))  # the top layer 1, the bottom num_layers
+        elif ".embeddings." in name:
+            depth = num_layers + 1
+        elif ".final_norm." in name:
+            depth = 1  # pre-LN's last LayerNorm sits on top of the top layer
+        else:
+            depth = 0  # classifier, pooler
+        scales[name] = decay ** depth
+    return scales
 
 
 def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, seed: int, checkpoint: str | None = None):
@@ -409,9 +453,12 @@ def tokenize_splits(raw, tokenizer, data_args, text_1, text_2, label_names):
     column = data_args.label_column
     class_ids = isinstance(raw["train"].features[column], datasets.ClassLabel)  # already ids (Hub datasets)
 
-    def encode(batch):
+    def encode(batch, indices):
         texts = (batch[text_1], batch[text_2]) if text_2 else (batch[text_1],)
-        texts = tuple([t if t is not None else "" for t in column_texts] for column_texts in texts)
+        for column_name, column_texts in zip((text_1, text_2), texts):
+            if None in column_texts:  # a null in JSON or parquet: no text to classify, said rather than made ""
+                row = indices[column_texts.index(None)] + 1
+                raise DataError(f"row {row} has no text in column {column_name!r} (a null); give every row its text")
         encoded = tokenizer(*texts, truncation=True, max_length=data_args.max_seq_length)
         if column in batch:
             if label2id is None:
@@ -433,14 +480,12 @@ def tokenize_splits(raw, tokenizer, data_args, text_1, text_2, label_names):
             split = split.select(range(min(limit, len(split))))
         try:
             out[name] = split.map(
-                encode, batched=True, num_proc=data_args.preprocessing_num_workers,
+                encode, batched=True, with_indices=True, num_proc=data_args.preprocessing_num_workers,
                 remove_columns=[c for c in split.column_names if not (kind == "test" and c == "idx")],  # idx: submissions
                 desc=f"{name}: tokenizing",
             )
-        except DataError:
-            raise
-        except Exception as error:  # datasets wraps errors raised inside map
-            cause = error.__cause__ or error
+        except Exception as error:  # datasets may wrap errors raised inside map
+            cause = error if isinstance(error, DataError) else (error.__cause__ or error)
             if isinstance(cause, DataError):
                 raise DataError(f"{name} split: {cause}") from None
             raise
@@ -501,6 +546,7 @@ def run(argv: list[str] | None = None) -> dict:
         (ModelArguments, DataArguments, RunArguments, ScratchBertTrainingArguments), argv, DEFAULT_CONFIG
     )
     setup_logging(training_args, run_args)
+    check_run_options(training_args, run_args)
     check_output_dir(training_args, run_args)
     checkpoint = resolve_checkpoint(training_args)
     if model_args.model_name_or_path:
@@ -527,6 +573,8 @@ def run(argv: list[str] | None = None) -> dict:
 
     trainer = GuardedTrainer(
         on_nonfinite_loss=run_args.on_nonfinite_loss,
+        max_train_minutes=run_args.max_train_minutes,
+        lr_scales=layerwise_lr_scales(model, model_args.layerwise_lr_decay) if model_args.layerwise_lr_decay != 1 else None,
         model=model,
         args=training_args,
         train_dataset=splits["train"],
@@ -536,11 +584,11 @@ def run(argv: list[str] | None = None) -> dict:
         compute_metrics=make_compute_metrics(data_args.task_name, label_names),
     )
     train_result = train_and_report_io_errors(trainer, checkpoint)
+    output_dir = Path(training_args.output_dir)
+    save_final_model(trainer, output_dir)  # before the final evaluation: no evaluation failure can lose it
     eval_metrics = trainer.evaluate()
     for name in sorted(n for n in splits if n.startswith("validation_")):  # MNLI's mismatched dev set
         eval_metrics.update(trainer.evaluate(splits[name], metric_key_prefix=f"eval_{name.removeprefix('validation_')}"))
-    output_dir = Path(training_args.output_dir)
-    save_final_model(trainer, output_dir)
     results = {
         "train_loss": train_result.training_loss,
         **{k: v for k, v in eval_metrics.items() if k.startswith("eval_")},

@@ -10,6 +10,7 @@ SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu"
 POSITION_EMBEDDING_INITS = ("normal", "sinusoidal")
 LAYER_NORM_POSITIONS = ("post", "pre")
 ATTENTION_POSITION_BIASES = ("none", "alibi")
+CLASSIFIER_POOLINGS = ("cls", "mean")
 
 
 class ScratchBertConfig(PreTrainedConfig):
@@ -42,6 +43,10 @@ class ScratchBertConfig(PreTrainedConfig):
             `scratchbert.convert` refuses it.
         pad_token_id: id of [PAD]; its embedding row gets no gradient.
         classifier_dropout: dropout before classification heads; `None` means `hidden_dropout_prob`.
+        classifier_pooling: what the sequence-classification head reads: "cls" (BERT's: the pooler, a dense + tanh
+            layer over [CLS]) or "mean" (the mean of the last hidden states over real tokens, as
+            sentence-transformers and ModernBERT pool; no pooler). "mean" has no BERT layout: `scratchbert.convert`
+            refuses it.
         mlm_loss_weight, nsp_loss_weight: pretraining loss = mlm_loss_weight * MLM + nsp_loss_weight * NSP.
         sparse_mlm_prediction: in training, run the MLM head only on positions that carry a label (the loss and
             gradients are the same; the dense `[batch, seq, vocab]` logits are then not built and `logits` is None).
@@ -73,6 +78,7 @@ class ScratchBertConfig(PreTrainedConfig):
         attention_position_bias: str = "none",
         pad_token_id: int | None = 0,
         classifier_dropout: float | None = None,
+        classifier_pooling: str = "cls",
         mlm_loss_weight: float = 1.0,
         nsp_loss_weight: float = 1.0,
         sparse_mlm_prediction: bool = True,
@@ -96,6 +102,7 @@ class ScratchBertConfig(PreTrainedConfig):
         self.layer_norm_position = layer_norm_position
         self.attention_position_bias = attention_position_bias
         self.classifier_dropout = classifier_dropout
+        self.classifier_pooling = classifier_pooling
         self.mlm_loss_weight = mlm_loss_weight
         self.nsp_loss_weight = nsp_loss_weight
         self.sparse_mlm_prediction = sparse_mlm_prediction
@@ -138,6 +145,7 @@ class ScratchBertConfig(PreTrainedConfig):
             ("layer_norm_position", LAYER_NORM_POSITIONS),
             ("attention_position_bias", ATTENTION_POSITION_BIASES),
             ("position_embedding_init", POSITION_EMBEDDING_INITS),
+            ("classifier_pooling", CLASSIFIER_POOLINGS),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

@@ -182,6 +182,7 @@ def bert_config_to_scratchbert(bert_config: dict) -> ScratchBertConfig:
 BERT_LAYOUT = {
     "layer_norm_position": ("post", "BERT has post-LayerNorm layers only"),
     "attention_position_bias": ("none", "BERT's attention has no position bias"),
+    "classifier_pooling": ("cls", "BERT's classifier reads the pooled [CLS] vector"),
 }
 
 
@@ -242,21 +243,45 @@ def read_checkpoint(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Te
     return config, state
 
 
-def _infer_bert_head(config: dict, state: dict) -> str:
-    architectures = config.get("architectures") or []
-    if architectures and architectures[0] in HEAD_CLASSES:
-        return architectures[0]
+def _head_from_weights(state: dict) -> str:
+    """The BERT head class whose heads are exactly the ones these weights hold."""
     names = {name.removeprefix("bert.") for name in state}
-    if any(n.startswith("cls.predictions") for n in names):
-        has_nsp = any(n.startswith("cls.seq_relationship") for n in names)
-        return "BertForPreTraining" if has_nsp else "BertForMaskedLM"
-    if any(n.startswith("cls.seq_relationship") for n in names):
+    has = lambda prefix: any(n.startswith(prefix) for n in names)  # noqa: E731
+    if has("cls.predictions"):
+        return "BertForPreTraining" if has("cls.seq_relationship") or has("pooler.") else "BertForMaskedLM"
+    if has("cls.seq_relationship"):
         return "BertForNextSentencePrediction"
-    if any(n.startswith("qa_outputs") for n in names):
+    if has("qa_outputs"):
         return "BertForQuestionAnswering"
-    if any(n.startswith("classifier") for n in names):
+    if has("classifier"):
         return "BertForSequenceClassification"
     return "BertModel"
+
+
+def _holds_every_weight(bert_head: str, config: ScratchBertConfig, state: dict) -> bool:
+    """Whether the ScratchBert class for `bert_head` has a place for every converted weight (built on the meta
+    device: names only, no memory)."""
+    with torch.device("meta"):
+        model = getattr(modeling_scratchbert, HEAD_CLASSES[bert_head])(config)
+    own = set(model.state_dict())
+    if isinstance(model, modeling_scratchbert.ScratchBertModel):
+        own = {f"scratchbert.{k}" for k in own}
+    return set(state) <= own
+
+
+def _infer_bert_head(config: dict, state: dict, scratch_config: ScratchBertConfig, scratch_state: dict) -> str:
+    """The declared architecture when it holds every weight; else the head the weights themselves call for.
+
+    Google's checkpoints (bert-base-uncased and its siblings) declare BertForMaskedLM but store the pooler and
+    the NSP head too: trusting the declaration would refuse weights that a richer head keeps.
+    """
+    declared = (config.get("architectures") or [None])[0]
+    if declared in HEAD_CLASSES and _holds_every_weight(declared, scratch_config, scratch_state):
+        return declared
+    inferred = _head_from_weights(state)
+    if declared in HEAD_CLASSES:
+        print(f"note: the weights hold more than {declared} keeps; converting as {inferred}", file=sys.stderr)
+    return inferred
 
 
 def _check_encoder_keys(state: dict, num_layers: int, prefix: str):
@@ -294,10 +319,43 @@ def _prepare_destination(dst: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
 
 
-def _finish_destination(staging: Path, dst: Path, src: Path):
+def _vocab_is_lowercase(vocab_file: Path) -> bool:
+    """An uncased vocabulary has no word starting with a capital letter ([CLS] and other specials aside)."""
+    words = (line.strip() for line in vocab_file.read_text(encoding="utf-8").splitlines())
+    return not any(w[:1].isupper() for w in words if w and not w.startswith("["))
+
+
+def _copy_tokenizer(src: Path, staging: Path):
+    """The source's tokenizer files, made loadable by AutoTokenizer from the converted folder.
+
+    The converted config says model_type "scratchbert", which AutoTokenizer maps to no tokenizer, so the folder
+    must name its tokenizer class. A BERT folder that ships only vocab.txt (as Google's did) gets a WordPiece
+    BertTokenizer built from it, lowercasing when the vocabulary is uncased (or as its tokenizer_config says).
+    """
     for name in TOKENIZER_FILES:
         if (src / name).is_file():
             shutil.copy2(src / name, staging / name)
+    try:
+        transformers.AutoTokenizer.from_pretrained(staging)
+        return
+    except Exception:
+        if not (staging / "vocab.txt").is_file():
+            return  # no vocabulary to build from: the folder has no tokenizer, as its source had none
+    saved = {}
+    if (staging / "tokenizer_config.json").is_file():
+        saved = json.loads((staging / "tokenizer_config.json").read_text())
+    lowercase = saved.get("do_lower_case", _vocab_is_lowercase(staging / "vocab.txt"))
+    config = json.loads((staging / "config.json").read_text())
+    lines = (staging / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    tokenizer = transformers.BertTokenizer(
+        vocab={token.rstrip("\n"): index for index, token in enumerate(lines)}, do_lower_case=lowercase,
+        model_max_length=saved.get("model_max_length", config.get("max_position_embeddings", 512)),
+    )
+    tokenizer.save_pretrained(staging)
+
+
+def _finish_destination(staging: Path, dst: Path, src: Path):
+    _copy_tokenizer(src, staging)
     if dst.exists():
         dst.rmdir()
     os.replace(staging, dst)
@@ -311,11 +369,11 @@ def convert_bert_to_scratchbert(src: str | os.PathLike, dst: str | os.PathLike, 
     src, dst = Path(src), Path(dst)
     bert_config, bert_state = read_checkpoint(src)
     config = bert_config_to_scratchbert(bert_config)
-    bert_head = head or _infer_bert_head(bert_config, bert_state)
-    if bert_head not in HEAD_CLASSES:
-        raise ConversionError(f"unknown head {bert_head!r}; choose one of {', '.join(HEAD_CLASSES)}")
+    if head is not None and head not in HEAD_CLASSES:
+        raise ConversionError(f"unknown head {head!r}; choose one of {', '.join(HEAD_CLASSES)}")
     state = bert_to_scratchbert_state_dict(bert_state)
     _check_encoder_keys(state, config.num_hidden_layers, "scratchbert.")
+    bert_head = head or _infer_bert_head(bert_config, bert_state, config, state)
 
     model_class = getattr(modeling_scratchbert, HEAD_CLASSES[bert_head])
     config.architectures = [model_class.__name__]

@@ -7,7 +7,9 @@
 Each task is fine-tuned by `scratchbert.classification.run` (what run_classification.py runs: no second
 training loop) from configs/glue_task.yaml plus the task's hyperparameters below, once per seed; with
 --random_init once more per seed from random weights (the same architecture and tokenizer), so the table shows
-what pretraining is worth. A transformers BERT folder is converted first (scratchbert.convert). Every task's
+what pretraining is worth. With --learning_rates (a grid), each task and starting point runs every rate with the
+first seed and the other seeds at its best rate on dev. A transformers BERT folder is converted first
+(scratchbert.convert). Every task's
 data is checked before anything trains. Written to OUT: glue_results.json (every run's metrics, baselines,
 steps, runtime; means, spreads, the average), glue_results.md (the table, also printed), glue_results.png,
 runs/<task>/<init>-seed<S>/ (each fine-tuned model), and with --do_predict submission/ (GLUE's test-set files).
@@ -80,6 +82,20 @@ class GlueArguments:
     do_predict: bool = field(default=False, metadata={"help": "Write GLUE submission files for the test splits"})
     num_train_epochs: float | None = field(default=None, metadata={"help": "For every task (default: per task)"})
     learning_rate: float | None = field(default=None, metadata={"help": "For every task (default: per task)"})
+    learning_rates: str | None = field(
+        default=None,
+        metadata={"help": "A grid, e.g. 3e-4,1e-4,3e-5: each task and starting point runs every rate with the first "
+                          "seed, keeps the best on dev, and runs the other seeds at it"},
+    )
+    classifier_pooling: str | None = field(
+        default=None, metadata={"help": "cls (BERT's pooler) or mean (of the last hidden states); default: the checkpoint's"}
+    )
+    layerwise_lr_decay: float | None = field(
+        default=None, metadata={"help": "Each layer below the top learns at this factor of the one above (1: off)"}
+    )
+    warmup_steps: float | None = field(
+        default=None, metadata={"help": "Warmup for every task: steps, or below 1 a share of training (default 0.1)"}
+    )
     per_device_train_batch_size: int | None = field(default=None, metadata={"help": "For every task (default: per task)"})
     max_seq_length: int | None = field(default=None, metadata={"help": "For every task (default: per task)"})
     max_steps: int | None = field(default=None, metadata={"help": "Cap every run at this many steps (smoke tests)"})
@@ -94,6 +110,22 @@ class GlueArguments:
     def __post_init__(self):
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        if self.learning_rates is not None:
+            if self.learning_rate is not None:
+                raise ValueError("give learning_rate (one rate for every task) or learning_rates (a grid), not both")
+            self.learning_rate_grid()  # a malformed grid fails now
+
+    def learning_rate_grid(self) -> list[float] | None:
+        """The rates of `learning_rates`, in the order given; None without a grid."""
+        if self.learning_rates is None:
+            return None
+        try:
+            rates = [float(r) for r in str(self.learning_rates).split(",") if r.strip()]
+        except ValueError:
+            raise ValueError(f"learning_rates must be comma-separated numbers such as 3e-4,1e-4,3e-5, got {self.learning_rates!r}") from None
+        if not rates or any(not r > 0 for r in rates) or len(set(rates)) != len(rates):
+            raise ValueError(f"learning_rates must be distinct positive numbers, got {self.learning_rates!r}")
+        return rates
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -171,19 +203,21 @@ def hyperparameters_for(task: GlueTask, args: GlueArguments) -> Hyperparameters:
 
 
 def task_argv(task: GlueTask, args: GlueArguments, checkpoint: str, run_dir: Path, seed: int, random_init: bool,
-              predict: bool) -> list[str]:
-    """run_classification.py's command line for one run."""
+              predict: bool, learning_rate: float | None = None) -> list[str]:
+    """run_classification.py's command line for one run (at `learning_rate`, a grid point, when given)."""
     settings = hyperparameters_for(task, args)
     argv = [
         str(packaged_config("glue_task.yaml")), "--task_name", task.name, "--model_name_or_path", checkpoint,
         "--output_dir", str(run_dir), "--seed", str(seed), "--random_init", str(random_init).lower(),
-        "--num_train_epochs", str(settings.num_train_epochs), "--learning_rate", str(settings.learning_rate),
+        "--num_train_epochs", str(settings.num_train_epochs),
+        "--learning_rate", str(learning_rate if learning_rate is not None else settings.learning_rate),
         "--per_device_train_batch_size", str(settings.per_device_train_batch_size),
         "--max_seq_length", str(settings.max_seq_length), "--do_predict", str(predict).lower(),
         "--bf16", str(args.bf16).lower(), "--use_cpu", str(args.use_cpu).lower(),
         "--trust_remote_code", str(args.trust_remote_code).lower(),
     ]
-    for name in ("glue_dir", "max_steps", "max_train_samples", "max_eval_samples", "max_predict_samples", "cache_dir"):
+    for name in ("glue_dir", "max_steps", "max_train_samples", "max_eval_samples", "max_predict_samples", "cache_dir",
+                 "classifier_pooling", "layerwise_lr_decay", "warmup_steps"):
         if getattr(args, name) is not None:
             argv += [f"--{name}", str(getattr(args, name))]
     return argv
@@ -205,6 +239,11 @@ def run_record(task: GlueTask, results: dict, seed: int) -> dict:
         "steps": results["steps"],
         "runtime_seconds": results["runtime_seconds"],
     }
+
+
+def task_score(task: GlueTask, record: dict) -> float:
+    """One run's task score: the mean of the task's metrics (as GLUE averages F1 and accuracy, say)."""
+    return float(np.mean([record["metrics"][m] for m in task.metrics]))
 
 
 def summarize(task: GlueTask, runs: list[dict]) -> dict:
@@ -234,7 +273,7 @@ STARTS = (("pretrained", "pretrained"), ("random_init", "random init"))
 
 def markdown_table(report: dict) -> str:
     starts = [(key, label) for key, label in STARTS if key in report["average"]]
-    header = "| task | metric | " + " | ".join(label for _, label in starts) + " | baseline | steps | minutes |"
+    header = "| task | metric | " + " | ".join(label for _, label in starts) + " | baseline | steps | minutes | learning rate |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for name, entry in report["tasks"].items():
         task = TASKS[name]
@@ -248,9 +287,11 @@ def markdown_table(report: dict) -> str:
         baseline = " / ".join(f"{100 * entry['baseline'][m]:.1f}" for m in task.metrics)
         metrics = " / ".join(METRIC_LABELS[m] for m in task.metrics)
         minutes = entry["pretrained"]["runtime_seconds"] / 60
-        lines.append(f"| {task.folder} | {metrics} | " + " | ".join(cells) + f" | {baseline} | {entry['pretrained']['steps']} | {minutes:.1f} |")
+        rates = " / ".join(f"{entry[key]['learning_rate']:g}" for key, _ in starts)
+        lines.append(f"| {task.folder} | {metrics} | " + " | ".join(cells)
+                     + f" | {baseline} | {entry['pretrained']['steps']} | {minutes:.1f} | {rates} |")
     average = " | ".join(f"**{100 * report['average'][key]:.1f}**" for key, _ in starts)
-    lines.append(f"| average{report['average_note']} | task scores | {average} | {100 * report['average']['baseline']:.1f} | | |")
+    lines.append(f"| average{report['average_note']} | task scores | {average} | {100 * report['average']['baseline']:.1f} | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -321,20 +362,39 @@ def run(argv: list[str] | None = None) -> dict:
 
     report = {"model": args.model_name_or_path, "checkpoint": checkpoint, "glue_dir": args.glue_dir,
               "seeds": [args.seed + i for i in range(args.seeds)], "config": config_path, "tasks": {}}
+    grid = args.learning_rate_grid()
+    if grid:
+        report["learning_rates"] = grid
     for task in tasks:
         entry = {"hyperparameters": hyperparameters_for(task, args).__dict__}
         for random_init in starts:
             key = "random_init" if random_init else "pretrained"
-            runs = []
-            for seed in report["seeds"]:
-                run_dir = output_dir / "runs" / task.name / f"{key}-seed{seed}"
+            runs, chosen, grid_scores = [], None, None
+            if grid:  # the first seed at every rate, each side choosing its own best on dev
+                first, grid_runs = report["seeds"][0], {}
+                for rate in grid:
+                    run_dir = output_dir / "runs" / task.name / f"{key}-lr{rate:g}-seed{first}"
+                    predict = args.do_predict and not random_init
+                    results = classification.run(task_argv(task, args, checkpoint, run_dir, first, random_init, predict, rate))
+                    grid_runs[rate] = (run_record(task, results, first), run_dir)
+                grid_scores = {f"{rate:g}": task_score(task, record) for rate, (record, _) in grid_runs.items()}
+                chosen = max(grid, key=lambda rate: task_score(task, grid_runs[rate][0]))  # ties: the first given
+                runs.append(grid_runs[chosen][0])
+                if args.do_predict and not random_init:
+                    entry["prediction_run"] = str(grid_runs[chosen][1])
+            for seed in report["seeds"][len(runs):]:
+                lr_part = f"-lr{chosen:g}" if chosen is not None else ""
+                run_dir = output_dir / "runs" / task.name / f"{key}{lr_part}-seed{seed}"
                 predict = args.do_predict and not random_init and seed == report["seeds"][0]
-                results = classification.run(task_argv(task, args, checkpoint, run_dir, seed, random_init, predict))
+                results = classification.run(task_argv(task, args, checkpoint, run_dir, seed, random_init, predict, chosen))
                 runs.append(run_record(task, results, seed))
             entry[key] = summarize(task, runs)
+            entry[key]["learning_rate"] = chosen if chosen is not None else entry["hyperparameters"]["learning_rate"]
+            if grid_scores is not None:
+                entry[key]["grid_scores"] = grid_scores  # the first seed's task score at each rate
         entry["baseline"] = entry["pretrained"]["runs"][0]["baseline"]  # the dev set's, the same for every run
         if args.do_predict:
-            run_dir = output_dir / "runs" / task.name / f"pretrained-seed{report['seeds'][0]}"
+            run_dir = Path(entry.get("prediction_run") or output_dir / "runs" / task.name / f"pretrained-seed{report['seeds'][0]}")
             entry["submission_files"] = write_submission(task, run_dir, output_dir / "submission")
         report["tasks"][task.name] = entry
         (output_dir / "glue_results.json").write_text(json.dumps(report, indent=2))  # finished tasks survive a failure

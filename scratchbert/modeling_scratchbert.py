@@ -393,7 +393,8 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
 class ScratchBertForPreTrainingOutput(ModelOutput):
     """
     loss: mlm_loss_weight * MLM loss + nsp_loss_weight * NSP loss (whichever labels were given).
-    prediction_logits: [B, T, V] MLM scores; None in training with sparse MLM prediction.
+    prediction_logits: [B, T, V] MLM scores; None in training with sparse MLM prediction; [N, V] at the N
+        labelled positions with `sparse_logits`.
     seq_relationship_logits: [B, 2] NSP scores; class 0 = "B follows A", 1 = "B is random".
     mlm_loss, nsp_loss: the two terms before weighting, for logging.
     """
@@ -418,19 +419,21 @@ class ScratchBertMLMMixin:
     def set_output_embeddings(self, new_embeddings):
         self.mlm_head.decoder = new_embeddings
 
-    def mlm_logits_and_loss(self, sequence_output, labels):
+    def mlm_logits_and_loss(self, sequence_output, labels, sparse_logits=False):
         """MLM logits [B, T, V] (or None) and (summed loss, number of labelled positions), or None without labels.
 
-        Sparse prediction (training only): gather the N labelled positions and run the head on [N, H] alone.
-        Only ~15 % of positions carry a label, so this skips most of the vocabulary-sized work; the loss and
-        gradients are those of the dense path.
+        Sparse prediction (training with `sparse_mlm_prediction`, or `sparse_logits`): gather the N
+        labelled positions and run the head on [N, H] alone. Only ~15 % of positions carry a label, so this
+        skips most of the vocabulary-sized work; the loss and gradients are those of the dense path. With
+        `sparse_logits` the [N, V] logits are returned (row-major order of `labels != -100`): what an
+        evaluation needs, through the model's own forward (so FSDP's and DeepSpeed's hooks run).
         """
         if labels is None:
             return self.mlm_head(sequence_output), None
-        if self.training and self.config.sparse_mlm_prediction:
+        if sparse_logits or (self.training and self.config.sparse_mlm_prediction):
             labelled = labels != -100  # [B, T]
             labelled_logits = self.mlm_head(sequence_output[labelled])  # [N, H] -> [N, V]
-            return None, cross_entropy_sum(labelled_logits, labels[labelled])
+            return (labelled_logits if sparse_logits else None), cross_entropy_sum(labelled_logits, labels[labelled])
         logits = self.mlm_head(sequence_output)  # [B, T, V]
         return logits, cross_entropy_sum(logits, labels)
 
@@ -457,12 +460,15 @@ class ScratchBertForPreTraining(ScratchBertMLMMixin, ScratchBertPreTrainedModel)
         labels: torch.Tensor | None = None,  # [B, T] token ids at masked positions, -100 elsewhere
         next_sentence_label: torch.Tensor | None = None,  # [B], 0 = B follows A, 1 = B is random
         num_items_in_batch=None,
+        # With labels: prediction_logits [N, V] at the N labelled positions only (what an evaluation needs). Named
+        # without "label": the Trainer takes every forward argument whose name holds it for a label.
+        sparse_logits: bool = False,
         **kwargs,
     ) -> ScratchBertForPreTrainingOutput:
         outputs = self.scratchbert(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True, **kwargs
         )
-        prediction_logits, mlm_sums = self.mlm_logits_and_loss(outputs.last_hidden_state, labels)
+        prediction_logits, mlm_sums = self.mlm_logits_and_loss(outputs.last_hidden_state, labels, sparse_logits)
         nsp_logits = self.nsp_head(outputs.pooler_output)  # [B, 2]
 
         loss = mlm_loss = nsp_loss = None
@@ -564,8 +570,17 @@ def classifier_dropout(config: ScratchBertConfig) -> nn.Dropout:
     return nn.Dropout(p)
 
 
+def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """[B, T, H] -> [B, H]: the mean over real tokens (attention_mask 1), padding left out."""
+    if attention_mask is None:
+        return last_hidden_state.mean(dim=1)
+    weights = attention_mask.to(last_hidden_state.dtype).unsqueeze(-1)  # [B, T, 1]
+    return (last_hidden_state * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
 class ScratchBertForSequenceClassification(ScratchBertPreTrainedModel):
-    """Encoder + dropout + linear over the pooled [CLS] vector.
+    """Encoder + dropout + linear over the pooled [CLS] vector (`classifier_pooling` "cls", BERT's), or over the
+    mean of the last hidden states ("mean": no pooler).
 
     The loss follows `config.problem_type` as BERT does: regression (MSE) for num_labels == 1, single-label
     (cross-entropy) for integer labels, multi-label (BCE with logits) otherwise.
@@ -575,7 +590,7 @@ class ScratchBertForSequenceClassification(ScratchBertPreTrainedModel):
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.scratchbert = ScratchBertModel(config)
+        self.scratchbert = ScratchBertModel(config, add_pooling_layer=config.classifier_pooling == "cls")
         self.dropout = classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -595,7 +610,11 @@ class ScratchBertForSequenceClassification(ScratchBertPreTrainedModel):
         outputs = self.scratchbert(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True, **kwargs
         )
-        logits = self.classifier(self.dropout(outputs.pooler_output))  # [B, num_labels]
+        if self.config.classifier_pooling == "mean":
+            pooled = mean_pool(outputs.last_hidden_state, attention_mask)  # [B, H]
+        else:
+            pooled = outputs.pooler_output  # [B, H]: dense + tanh over [CLS]
+        logits = self.classifier(self.dropout(pooled))  # [B, num_labels]
 
         loss = None
         if labels is not None:

@@ -31,6 +31,7 @@ from .runs import (
     ScratchBertTrainingArguments,
     check_sequence_length,
     check_output_dir,
+    check_run_options,
     publish_results,
     resolve_checkpoint,
     script_main,
@@ -261,32 +262,38 @@ class PretrainingTrainer(GuardedTrainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
-        model = self.accelerator.unwrap_model(model)
-        labels = inputs["labels"]  # [B, T], -100 where not chosen
-        nsp_labels = inputs.get("next_sentence_label")  # [B] or None (mlm_only)
         with torch.no_grad(), self.compute_loss_context_manager():
-            encoded = model.scratchbert(
-                input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                token_type_ids=inputs.get("token_type_ids"), return_dict=True,
-            )
-            chosen = labels != -100
-            logits = model.mlm_head(encoded.last_hidden_state[chosen]).float()  # [N, H] -> [N, V]
-            token_loss = F.cross_entropy(logits, labels[chosen], reduction="none")  # [N]
-            nsp_logits = model.nsp_head(encoded.pooler_output).float() if nsp_labels is not None else None  # [B, 2]
-        predictions = torch.full_like(labels, -100)
-        predictions[chosen] = logits.argmax(-1)
-        per_position_loss = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
-        per_position_loss[chosen] = token_loss
-        loss = model.config.mlm_loss_weight * token_loss.mean() if token_loss.numel() else token_loss.sum()
-        if nsp_logits is not None:
-            loss = loss + model.config.nsp_loss_weight * F.cross_entropy(nsp_logits, nsp_labels.reshape(-1))
+            loss, outputs, labels = labelled_predictions(model, inputs)
         if prediction_loss_only:
-            return loss.detach(), None, None
-        outputs = (predictions, per_position_loss, inputs["input_ids"])
-        if nsp_logits is not None:
-            outputs += (nsp_logits,)
-            return loss.detach(), outputs, (labels, nsp_labels)
-        return loss.detach(), outputs, labels
+            return loss, None, None
+        return loss, outputs, labels
+
+
+def labelled_predictions(model, inputs: dict):
+    """One evaluation batch through the model's own forward, the MLM head run at labelled positions alone.
+
+    The (possibly FSDP- or DeepSpeed-wrapped) model is called as a whole, never its submodules: a wrapper's
+    hooks (FSDP2 gathering the sharded weights, say) run only around the root's forward. Returns (loss,
+    (predictions [B, T] with -100 where unlabelled, per-position loss [B, T], input ids[, NSP logits [B, 2]]),
+    labels or (labels, NSP labels)).
+    """
+    labels = inputs["labels"]  # [B, T], -100 where not chosen
+    nsp_labels = inputs.get("next_sentence_label")  # [B] or None (mlm_only)
+    output = model(
+        input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+        token_type_ids=inputs.get("token_type_ids"), labels=labels, next_sentence_label=nsp_labels,
+        sparse_logits=True, return_dict=True,
+    )
+    chosen = labels != -100
+    logits = output.prediction_logits.float()  # [N, V]
+    predictions = torch.full_like(labels, -100)
+    predictions[chosen] = logits.argmax(-1)
+    per_position_loss = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+    per_position_loss[chosen] = F.cross_entropy(logits, labels[chosen], reduction="none")
+    outputs = (predictions, per_position_loss, inputs["input_ids"])
+    if nsp_labels is None:
+        return output.loss.detach(), outputs, labels
+    return output.loss.detach(), (*outputs, output.seq_relationship_logits.float()), (labels, nsp_labels)
 
 
 def compute_pretraining_metrics(eval_prediction, mask_token_id: int) -> dict[str, float]:
@@ -478,6 +485,7 @@ def run(argv: list[str] | None = None) -> dict:
     )
     setup_logging(training_args, run_args)
     logger.info("Configuration: %s", config_path or "flags only")
+    check_run_options(training_args, run_args)
     check_output_dir(training_args, run_args)
     checkpoint = resolve_checkpoint(training_args)
     if not model_args.model_name_or_path:  # a fresh model's size is known now: fail before any data work
@@ -499,10 +507,10 @@ def run(argv: list[str] | None = None) -> dict:
     train_dataset, eval_dataset = build_datasets(train_documents, eval_documents, tokenizer, data_args, training_args)
     trainer = build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_args, training_args)
     train_result = train_and_report_io_errors(trainer, checkpoint)
-    eval_metrics = trainer.evaluate()
-
     output_dir = Path(training_args.output_dir)
+    # Saved before the final evaluation: no evaluation failure can lose the trained model.
     save_final_model(trainer, output_dir)  # model.save_pretrained (with remote code) + tokenizer
+    eval_metrics = trainer.evaluate()
     runtime = train_result.metrics.get("train_runtime") or 1e-9
     tokens_seen = trainer.state.num_input_tokens_seen
     # A resumed run's state counts the earlier session's tokens too; its runtime does not.

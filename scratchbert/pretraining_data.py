@@ -23,6 +23,7 @@ pairs. Random B documents are drawn from the documents of the same `datasets.map
 on a streamed corpus.
 """
 
+import functools
 import hashlib
 import logging
 import os
@@ -170,36 +171,79 @@ def build_examples(
     return out
 
 
+def mask_tokens(
+    input_ids: torch.Tensor,
+    special_tokens_mask: torch.Tensor,
+    generator: torch.Generator,
+    mlm_probability: float,
+    mask_replace_prob: float,
+    random_replace_prob: float,
+    mask_token_id: int,
+    vocab_size: int,
+    word_starts: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking of a padded batch: (masked input ids, labels), every draw from `generator`.
+
+    Tokens (or, with `word_starts`, whole words) are chosen with probability `mlm_probability`, never special
+    tokens or padding; each chosen token becomes [MASK] with probability `mask_replace_prob`, a random token
+    with `random_replace_prob`, and stays itself otherwise. Labels hold the original id at chosen positions,
+    -100 elsewhere.
+
+    transformers' DataCollatorForLanguageModeling masks the same way, but the generator it draws from is its
+    private state, which 5.24 started re-creating on the first batch of each process: a run that must mask
+    reproducibly (resume, workers) cannot depend on it, so the draws are made here with the caller's generator.
+    """
+    input_ids = input_ids.clone()  # [B, T]
+    maskable = ~special_tokens_mask.bool()  # [B, T]
+    draw = torch.rand(input_ids.shape, generator=generator)
+    if word_starts is None:
+        chosen = (draw < mlm_probability) & maskable
+    else:
+        # A word is chosen by the draw at its first piece; its other pieces follow that choice.
+        starts = word_starts | ~maskable  # a special token or padding also ends the word before it
+        positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
+        first_piece = torch.where(starts, positions, 0).cummax(dim=1).values  # [B, T]: where each token's word starts
+        chosen = ((draw < mlm_probability) & starts).gather(1, first_piece) & maskable
+    labels = torch.where(chosen, input_ids, -100)
+    action = torch.rand(input_ids.shape, generator=generator)  # < mask: [MASK]; < mask + random: a random token
+    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator)
+    to_mask = chosen & (action < mask_replace_prob)
+    to_random = chosen & (action >= mask_replace_prob) & (action < mask_replace_prob + random_replace_prob)
+    input_ids[to_mask] = mask_token_id
+    input_ids[to_random] = random_ids[to_random]
+    return input_ids, labels
+
+
 @dataclass
 class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     """DataCollatorForLanguageModeling for pre-built pairs: pads, masks 15 % (80/10/10), keeps NSP labels.
 
-    Special tokens and padding are never masked (the examples carry `special_tokens_mask`). For whole-word
-    masking, transformers' collator needs character offsets, which token-id pairs lack; equivalent offsets are
-    made from the WordPiece marks: a "##" piece continues the previous word.
+    transformers' collator supplies the options and their checks; the masking itself is `mask_tokens`, so that
+    its randomness is ours (see there). Special tokens and padding are never masked (the examples carry
+    `special_tokens_mask`). Whole-word masking follows the WordPiece marks: a "##" piece continues the previous
+    word, and Google's 80/10/10 applies to each token of a chosen word (transformers' collator would force
+    100 % [MASK]).
 
-    With a `seed`, each batch is masked by a generator seeded from (seed, epoch, the batch's token ids) rather
-    than the global RNG: masks change every epoch, yet a run resumed from a checkpoint masks exactly as the
-    uninterrupted run did (the Trainer restores the global RNG only after fetching the first resumed batch).
+    Each batch is masked by a generator seeded from (seed, epoch, the batch's token ids), never from the global
+    RNG or from a process's or worker's identity: masks change every epoch, yet a run resumed from a checkpoint,
+    or loading with any number of DataLoader workers, masks exactly as the uninterrupted run did.
     `MaskingEpochCallback` keeps `epoch` current. The epoch lives in a shared-memory tensor, so DataLoader
-    workers (persistent ones too, which keep their copy of the collator) see it change.
+    workers (persistent ones too, which keep their copy of the collator) see it change. Without a `seed` the
+    generator is drawn from torch's global RNG (which the Trainer seeds).
     """
 
     def __post_init__(self):
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
-        # transformers' collator forces 100 % [MASK] under whole-word masking; Google's applies 80/10/10 to each
-        # token of a chosen word. Keep the configured split: torch_mask_tokens applies it per token either way.
+        # transformers' check forces mask_replace_prob to 1 under whole-word masking; keep the configured split.
         replace_probs = (self.mask_replace_prob, self.random_replace_prob)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Random token replacement is not supported")
             super().__post_init__()
         self.mask_replace_prob, self.random_replace_prob = (float(p) for p in replace_probs)
-        if self.whole_word_mask:
-            vocab = self.tokenizer.get_vocab()
-            self.is_continuation = np.zeros(len(self.tokenizer), dtype=bool)
-            for token, token_id in vocab.items():
-                if token.startswith("##") and token_id < len(self.is_continuation):
-                    self.is_continuation[token_id] = True
+        self.is_continuation = torch.zeros(len(self.tokenizer), dtype=torch.bool)
+        for token, token_id in self.tokenizer.get_vocab().items():
+            if token.startswith("##") and token_id < len(self.is_continuation):
+                self.is_continuation[token_id] = True
 
     @property
     def epoch(self) -> int:
@@ -210,6 +254,8 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
         self._epoch.fill_(int(value))
 
     def batch_generator(self, examples) -> torch.Generator:
+        if self.seed is None:
+            return torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         digest = hashlib.blake2b(digest_size=8)
         digest.update(f"{self.seed}:{self.epoch}:".encode())
         for example in examples:
@@ -219,24 +265,20 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if "labels" in examples[0]:  # masked once already (the evaluation set): pad, never mask again
             return self.pad_premasked(examples)
-        if self.seed is not None:
-            self.generator = self.batch_generator(examples)
-        if not self.whole_word_mask:
-            return super().torch_call(examples)
-        # Offsets in which a "##" piece touches the previous token and every other token leaves a gap.
-        offsets = []
-        for example in examples:
-            continues = self.is_continuation[np.asarray(example["input_ids"])]
-            starts = np.cumsum(np.where(continues, 0, 1)) + np.arange(len(continues))
-            offsets.append(np.stack([starts, starts + 1], axis=1).tolist())
+        generator = self.batch_generator(examples)
         batch = self.tokenizer.pad(examples, return_tensors="pt", pad_to_multiple_of=self.pad_to_multiple_of)
-        width = batch["input_ids"].shape[1]
-        offset_mapping = torch.zeros((len(examples), width, 2), dtype=torch.long)
-        for row, offset in enumerate(offsets):
-            offset_mapping[row, : len(offset)] = torch.tensor(offset)
-        special_tokens_mask = batch.pop("special_tokens_mask")
-        batch["input_ids"], batch["labels"] = self.torch_mask_tokens(
-            batch["input_ids"], special_tokens_mask=special_tokens_mask, offset_mapping=offset_mapping
+        if "special_tokens_mask" in batch:
+            special_tokens_mask = batch.pop("special_tokens_mask")  # [B, T], built with the examples
+        else:  # examples without it (the Trainer's remove_unused_columns dropped it): from the tokenizer
+            special_tokens_mask = torch.tensor([
+                self.tokenizer.get_special_tokens_mask(row, already_has_special_tokens=True)
+                for row in batch["input_ids"].tolist()
+            ])
+        special_tokens_mask = special_tokens_mask.bool() | (batch["attention_mask"] == 0)  # padding is never masked
+        word_starts = ~self.is_continuation[batch["input_ids"]] if self.whole_word_mask else None
+        batch["input_ids"], batch["labels"] = mask_tokens(
+            batch["input_ids"], special_tokens_mask, generator, self.mlm_probability, self.mask_replace_prob,
+            self.random_replace_prob, self.tokenizer.mask_token_id, len(self.tokenizer), word_starts,
         )
         return batch
 
@@ -293,15 +335,31 @@ class MaskingEpochCallback(TrainerCallback):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def is_held_out(text: str | None, seed: int, share: float) -> bool:
+    """Whether a streamed document belongs to the held-out share: decided by its text alone (and the seed)."""
+    digest = hashlib.blake2b(f"{seed}:".encode() + (text or "").encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64 < share
+
+
 def split_documents(documents, validation_split_percentage: float, max_eval_documents: int | None, seed: int):
     """(training, held-out) documents: whole documents are held out, so no eval pair shares one with training.
 
     `seed` should stay fixed across runs that are to be compared (`eval_seed`), not follow the training seed.
-    A streamed corpus holds out its first `max_eval_documents` (default 1,000) documents.
+
+    A streamed corpus has no length to split: each document is held out or not by a hash of (seed, its text),
+    `validation_split_percentage` of them, so the split is the same however the stream is later divided between
+    ranks (a held-out-first-n split is not: `datasets` divides a skip between the ranks' files). The evaluation
+    set is the first `max_eval_documents` (default 1,000) held-out documents; training never sees any held-out
+    document, those beyond the evaluation set included.
     """
     if isinstance(documents, datasets.IterableDataset):
         n_eval = max_eval_documents or 1000
-        return documents.skip(n_eval), documents.take(n_eval)
+        share = validation_split_percentage / 100
+        held_out = functools.partial(is_held_out, seed=seed, share=share)
+        return (
+            documents.filter(lambda row: not held_out(row["text"])),
+            documents.filter(lambda row: held_out(row["text"])).take(n_eval),
+        )
     if len(documents) < 2:
         raise CorpusError("the corpus needs at least 2 documents (one to train on, one to evaluate)")
     n_eval = max(1, round(len(documents) * validation_split_percentage / 100))
@@ -334,12 +392,12 @@ def cached_wordpiece_tokenizer(
 ):
     """A WordPiece tokenizer trained on (at most `training_documents` of) the training documents, cached.
 
-    WordPiece training breaks frequency ties in hash order, so two trainings on one corpus may differ in a few
-    rare tokens. The result is kept by corpus fingerprint (or `corpus_id` for a stream) and settings: reruns
-    and both scripts share it, and with it the caches of every later step.
+    Training is deterministic (`scratchbert.tokenization`), but counting a large corpus takes a while (about a
+    minute for 7M words). The result is kept by corpus fingerprint (or `corpus_id` for a stream) and settings:
+    reruns and both scripts share it, and with it the caches of every later step.
     """
     corpus_id = getattr(train_documents, "_fingerprint", None) or corpus_id
-    key = Hasher.hash(("wordpiece-v1", corpus_id, vocab_size, lowercase, model_max_length, training_documents))
+    key = Hasher.hash(("wordpiece-v2", corpus_id, vocab_size, lowercase, model_max_length, training_documents))
     cached = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "scratchbert_tokenizers" / key
     if (cached / "tokenizer.json").is_file():
         logger.info("Reusing the WordPiece tokenizer trained on this corpus before: %s", cached)

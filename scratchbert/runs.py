@@ -35,7 +35,13 @@ class RunArguments:
     log_file: str | None = field(default=None, metadata={"help": "Also log to this file (rotating, 10 MB x 3)"})
     wandb_project: str | None = field(default=None, metadata={"help": "W&B project when report_to includes wandb"})
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow an output_dir that already holds a finished run or checkpoints"}
+        default=False,
+        metadata={"help": "Start a new run in an output_dir that holds one: its final files are replaced, its "
+                          "checkpoints kept (moved into superseded-<time>/ so no resume picks them up)"},
+    )
+    delete_old_checkpoints: bool = field(
+        default=False,
+        metadata={"help": "With overwrite_output_dir: delete the earlier run's checkpoints instead of keeping them"},
     )
     on_nonfinite_loss: str = field(
         default="stop",
@@ -104,8 +110,7 @@ def check_output_dir(training_args: TrainingArguments, run_args: RunArguments):
                 f"output_dir {output_dir} already holds a run; pass --resume_from_checkpoint latest to continue it, "
                 "--overwrite_output_dir to replace it, or choose another output_dir"
             )
-        for stale in output_dir.glob("checkpoint-*"):  # asked to start afresh: no resume may pick these up later
-            shutil.rmtree(stale, ignore_errors=True)
+        set_aside_old_checkpoints(output_dir, delete=run_args.delete_old_checkpoints)
     if run_args.output:
         parent = Path(run_args.output).resolve().parent
         try:
@@ -114,6 +119,33 @@ def check_output_dir(training_args: TrainingArguments, run_args: RunArguments):
             pass
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             raise ConfigError(f"--output {run_args.output}: folder {parent} cannot be created or written")
+
+
+def set_aside_old_checkpoints(output_dir: Path, delete: bool = False):
+    """A new run starts in `output_dir`: the earlier run's checkpoints leave the folder, so that neither
+    `--resume_from_checkpoint latest` nor the new run's own checkpoint numbers mix with them.
+
+    They are moved into `superseded-<UTC time>/` (nothing a user saved is lost; resume from there by path), or
+    deleted only when the user asked for exactly that (`delete_old_checkpoints`). Only the main process of a
+    node acts; the others wait for it.
+    """
+    old = sorted(p for p in output_dir.glob("checkpoint-*") if p.is_dir())
+    if old and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        if delete:
+            for folder in old:
+                shutil.rmtree(folder)
+            logger.warning("delete_old_checkpoints: deleted %d checkpoint(s) of the earlier run in %s", len(old), output_dir)
+        else:
+            keep = output_dir / time.strftime("superseded-%Y%m%d-%H%M%S", time.gmtime())
+            keep.mkdir(exist_ok=True)
+            for folder in old:
+                os.replace(folder, keep / folder.name)
+            logger.warning(
+                "overwrite_output_dir: the earlier run's %d checkpoint(s) are kept in %s (to continue that run "
+                "instead, stop and pass --resume_from_checkpoint %s)", len(old), keep, keep / old[-1].name,
+            )
+    if is_distributed():
+        dist.barrier()
 
 
 def check_sequence_length(max_seq_length: int, max_position_embeddings: int):
@@ -301,6 +333,26 @@ def budget_lr_lambda(budget: TimeBudget, args: TrainingArguments, num_training_s
     return lr_factor
 
 
+SKIP_UNDER_DEEPSPEED = (
+    "on_nonfinite_loss: skip cannot work under DeepSpeed: its engine applies the optimizer step inside backward, "
+    "before the loss can be checked, so the bad update would be applied (and the next good one dropped); "
+    "use on_nonfinite_loss: stop and resume from the newest checkpoint"
+)
+
+
+def uses_deepspeed(training_args: TrainingArguments) -> bool:
+    """DeepSpeed is asked for: a `deepspeed` config in the arguments, or `accelerate launch` with a DeepSpeed config."""
+    return bool(training_args.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+
+
+def check_run_options(training_args: TrainingArguments, run_args: RunArguments):
+    """Option combinations refused before any data work (both scripts)."""
+    if run_args.on_nonfinite_loss == "skip" and uses_deepspeed(training_args):
+        raise ConfigError(SKIP_UNDER_DEEPSPEED)
+    if run_args.max_train_minutes is not None:
+        budget_schedule(training_args)  # an unsupported schedule fails now, before data and model are built
+
+
 class GuardedTrainer(Trainer):
     """transformers' Trainer that notices a NaN or infinite loss at the step it happens, and keeps a time budget.
 
@@ -310,8 +362,12 @@ class GuardedTrainer(Trainer):
     (as academic-budget-bert and Cramming do), rather than over a guessed number of steps.
     """
 
-    def __init__(self, *args, on_nonfinite_loss: str = "stop", max_train_minutes: float | None = None, **kwargs):
+    def __init__(self, *args, on_nonfinite_loss: str = "stop", max_train_minutes: float | None = None,
+                 lr_scales: dict[str, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.lr_scales = lr_scales  # parameter name -> factor on the learning rate (layer-wise decay); None: all 1
+        if on_nonfinite_loss == "skip" and self.is_deepspeed_enabled:
+            raise ConfigError(SKIP_UNDER_DEEPSPEED)
         self.on_nonfinite_loss = on_nonfinite_loss
         self.skipped_steps: list[int] = []
         self._skip_this_step = False
@@ -364,6 +420,8 @@ class GuardedTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
+        if self.lr_scales is not None and not getattr(optimizer, "_lr_scaled", False):
+            optimizer = self.optimizer = scaled_param_groups(optimizer, self.model, self.lr_scales)
         step = optimizer.step
 
         def step_unless_skipped(*args, **kwargs):
@@ -375,6 +433,26 @@ class GuardedTrainer(Trainer):
 
         optimizer.step = step_unless_skipped
         return optimizer
+
+
+def scaled_param_groups(optimizer: torch.optim.Optimizer, model: torch.nn.Module, lr_scales: dict[str, float]):
+    """The Trainer's optimizer with its groups (weight decay or not) each split by learning-rate factor: a group
+    per (Trainer group, factor), its lr the group's times the factor. The schedule then scales every group
+    alike, so the factors hold throughout. Regrouped in place, before any step (no state yet)."""
+    scale_of = {id(p): lr_scales.get(name, 1.0) for name, p in model.named_parameters()}
+    groups = []
+    for group in optimizer.param_groups:
+        settings = {k: v for k, v in group.items() if k != "params"}
+        by_scale: dict[float, list] = {}
+        for parameter in group["params"]:
+            by_scale.setdefault(scale_of.get(id(parameter), 1.0), []).append(parameter)
+        for scale, parameters in sorted(by_scale.items(), reverse=True):
+            groups.append({**settings, "params": parameters, "lr": settings["lr"] * scale})
+    optimizer.param_groups.clear()
+    for group in groups:
+        optimizer.add_param_group(group)
+    optimizer._lr_scaled = True
+    return optimizer
 
 
 def save_final_model(trainer: Trainer, output_dir: Path):
@@ -478,7 +556,7 @@ def push_folder_to_hub(output_dir: Path, training_args: TrainingArguments):
     api.upload_folder(
         repo_id=repo_id,
         folder_path=str(output_dir),
-        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", "*.log*", "wandb/**", ".*"],
+        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "superseded-*/**", "runs/**", "*.log*", "wandb/**", ".*"],
         commit_message="Upload ScratchBert trained with ScratchBert's scripts",
     )
     logger.info("Pushed %s to the Hub as %s", output_dir, repo_id)

@@ -8,7 +8,7 @@ from transformers import AutoModelForSequenceClassification
 
 from scratchbert.classification import GLUE_TASKS, main, make_compute_metrics, run
 from scratchbert.metrics import available_metrics, load_metric
-from conftest import REPO_ROOT, requires_shared_data, write_glue_folder
+from conftest import REPO_ROOT, requires_shared_data, tiny_config, write_glue_folder
 
 FAST = [
     "--max_steps", "4", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
@@ -243,6 +243,19 @@ def test_blank_label_in_a_csv_is_named(tmp_path, capsys, pretrained):
     assert "train data: row 2 has a blank 'is_duplicate'" in err
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_text_cells_that_look_missing_stay_text(tmp_path, suffix):
+    from scratchbert.classification import DataArguments, load_raw_splits
+
+    words = ["NA", "null", "None", "nan", "N/A"]
+    sep = "," if suffix == ".csv" else "\t"
+    train = tmp_path / f"train{suffix}"
+    train.write_text(sep.join(("sentence1", "sentence2", "label")) + "\n"
+                     + "\n".join(sep.join((w, f"{w} again", str(i % 2))) for i, w in enumerate(words)) + "\n")
+    raw, _, _ = load_raw_splits(DataArguments(train_file=str(train), validation_file=str(train)), seed=0)
+    assert raw["train"]["sentence1"] == words and raw["train"]["sentence2"] == [f"{w} again" for w in words]
+
+
 def test_sentence1_sentence2_files_train_on_both_sentences(tmp_path):
     from scratchbert.classification import DataArguments, load_raw_splits
 
@@ -320,3 +333,25 @@ def test_default_tokenizer_is_trained_on_training_documents_only_and_shared_with
         train_documents, vocab_size=300, model_max_length=128, cache_dir=str(tmp_path)
     )
     assert shared.get_vocab() == tokenizer.get_vocab() and len(seen) == len(train_documents)
+
+
+def test_layerwise_lr_decay_scales_each_layers_learning_rate(tmp_path):
+    from scratchbert import ScratchBertForSequenceClassification
+    from scratchbert.classification import layerwise_lr_scales
+    from scratchbert.runs import GuardedTrainer, ScratchBertTrainingArguments
+
+    model = ScratchBertForSequenceClassification(tiny_config(num_hidden_layers=3))
+    scales = layerwise_lr_scales(model, 0.5)
+    assert scales["classifier.weight"] == scales["scratchbert.pooler.dense.weight"] == 1.0
+    assert [scales[f"scratchbert.layers.{i}.ffn_in.weight"] for i in (2, 1, 0)] == [0.5, 0.25, 0.125]
+    assert scales["scratchbert.embeddings.word_embeddings.weight"] == 0.0625
+    args = ScratchBertTrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.01, use_cpu=True,
+                                        report_to="none", optim="adamw_torch")
+    trainer = GuardedTrainer(model=model, args=args, lr_scales=scales)
+    optimizer = trainer.create_optimizer()
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    decay_of = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    for name, parameter in model.named_parameters():
+        assert lr_of[id(parameter)] == pytest.approx(1e-3 * scales[name]), name
+    assert decay_of[id(model.classifier.bias)] == 0.0 and decay_of[id(model.classifier.weight)] == 0.01  # Trainer's rule kept
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))

@@ -262,3 +262,33 @@ def test_sinusoidal_position_init_keeps_the_bert_layout():
     with torch.no_grad():
         ours, theirs = model(**batch).prediction_logits, bert(**batch).prediction_logits
     assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_googles_layout_converts_as_the_head_its_weights_hold(tmp_path, capsys):
+    # bert-base-uncased declares BertForMaskedLM but stores the pooler and cls.seq_relationship too.
+    bert = save_bert("BertForPreTraining", tmp_path / "bert")
+    config = json.loads((tmp_path / "bert" / "config.json").read_text())
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({**config, "architectures": ["BertForMaskedLM"]}))
+    result = convert_bert_to_scratchbert(tmp_path / "bert", tmp_path / "out")
+    assert result["head"] == "ScratchBertForPreTraining" and result["newly_initialized"] == []
+    assert "converting as BertForPreTraining" in capsys.readouterr().err
+    scratch = AutoModelForPreTraining.from_pretrained(tmp_path / "out").eval()
+    compare_outputs(bert.eval(), scratch, "BertForPreTraining", make_batch(scratch.config, seq_len=16))
+
+
+def test_declared_head_is_kept_when_it_holds_the_weights(tmp_path):
+    save_bert("BertForSequenceClassification", tmp_path / "bert")
+    assert convert_bert_to_scratchbert(tmp_path / "bert", tmp_path / "out")["head"] == "ScratchBertForSequenceClassification"
+
+
+@pytest.mark.parametrize("cased", [False, True], ids=["uncased", "cased"])
+def test_a_folder_with_only_vocab_txt_gets_a_tokenizer_that_loads(tmp_path, cased):
+    src = tmp_path / "bert"
+    save_bert("BertForPreTraining", src)
+    words = ["The", "Cat", "sat"] if cased else ["the", "cat", "sat"]
+    (src / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "##s"]) + "\n")
+    convert_bert_to_scratchbert(src, tmp_path / "out")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "out")
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer("The cats sat")["input_ids"])
+    # Lowercased exactly when the vocabulary is uncased ("cats" has no pieces in the cased one).
+    assert tokens == (["[CLS]", "The", "[UNK]", "sat", "[SEP]"] if cased else ["[CLS]", "the", "cat", "##s", "sat", "[SEP]"])

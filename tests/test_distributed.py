@@ -145,6 +145,14 @@ def test_fsdp_config_wraps_scratchbert_layers():
     assert get_module_class_from_name(ScratchBertForPreTraining(tiny_config()), name) is ScratchBertLayer
 
 
+def eval_inputs(batch):
+    """A held-out batch as the pretraining evaluation gets it: a few labelled positions, NSP labels."""
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, 1::4] = batch["input_ids"][:, 1::4]
+    labels[batch["attention_mask"] == 0] = -100
+    return {**batch, "labels": labels, "next_sentence_label": torch.tensor([0, 1, 0])}
+
+
 def fsdp_ranks(rank, world_size, out):
     """FSDP2 as accelerate applies it (fully_shard per ScratchBertLayer, then the root), over gloo on the CPU."""
     from pathlib import Path
@@ -155,6 +163,7 @@ def fsdp_ranks(rank, world_size, out):
 
     from scratchbert import ScratchBertForPreTraining
     from scratchbert.modeling_scratchbert import ScratchBertLayer
+    from scratchbert.pretraining import labelled_predictions
     from conftest import make_batch
 
     dist.init_process_group("gloo")
@@ -176,12 +185,15 @@ def fsdp_ranks(rank, world_size, out):
     probe = make_batch(config, seed=99)
     with torch.no_grad():
         logits = model(**probe).prediction_logits  # the sharded model, in memory
+        # The pretraining evaluation, right after a training step (it once reached into submodules and met
+        # still-sharded embeddings: "got mixed torch.Tensor and DTensor").
+        evaluated = labelled_predictions(model, eval_inputs(probe))
     # What accelerate does for FULL_STATE_DICT: the full weights gathered on rank 0 for save_pretrained.
     state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if rank == 0:
         fresh = ScratchBertForPreTraining(config)
         fresh.save_pretrained(out, state_dict=state)
-        torch.save({"logits": logits, "probe": probe}, Path(out) / "in_memory.pt")
+        torch.save({"logits": logits, "probe": probe, "evaluated": evaluated}, Path(out) / "in_memory.pt")
     dist.barrier()
     dist.destroy_process_group()
 
@@ -190,12 +202,19 @@ def fsdp_ranks(rank, world_size, out):
 def test_fsdp2_on_two_cpu_processes_saves_a_folder_that_loads(tmp_path):
     from transformers import AutoModelForPreTraining
 
+    from scratchbert.pretraining import labelled_predictions
+
     run_on_ranks(fsdp_ranks, str(tmp_path))
     saved = torch.load(tmp_path / "in_memory.pt")
     loaded = AutoModelForPreTraining.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         logits = loaded(**saved["probe"]).prediction_logits
     torch.testing.assert_close(logits, saved["logits"], rtol=0, atol=1e-5)
+    with torch.no_grad():
+        loss, outputs, _ = labelled_predictions(loaded, eval_inputs(saved["probe"]))
+    torch.testing.assert_close(loss, saved["evaluated"][0], rtol=0, atol=1e-5)
+    for ours, theirs in zip(outputs, saved["evaluated"][1]):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
     assert not torch.allclose(logits, AutoModelForPreTraining.from_config(loaded.config).eval()(**saved["probe"]).prediction_logits)
 
 

@@ -155,3 +155,41 @@ def test_qqp_from_the_shared_data(tmp_path, checkpoint):
     qqp = report["tasks"]["qqp"]
     assert qqp["baseline"]["accuracy"] == pytest.approx(2196 / 3496)  # the whole dev set scored: 2,196 of 3,496 negative
     assert qqp["baseline"]["f1"] == 0.0 and 0 <= qqp["pretrained"]["mean"]["accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_learning_rate_grid_picks_each_sides_best_rate_on_dev_with_the_first_seed(tmp_path, checkpoint, glue_dir):
+    report = run(["--model_name_or_path", str(checkpoint), "--glue_dir", str(glue_dir), "--output_dir", str(tmp_path),
+                  "--tasks", "rte", "--seeds", "2", "--random_init", "true", "--learning_rates", "1e-2,1e-4", *FAST])
+    assert report["learning_rates"] == [1e-2, 1e-4]
+    entry = report["tasks"]["rte"]
+    for side in ("pretrained", "random_init"):
+        summary = entry[side]
+        assert set(summary["grid_scores"]) == {"0.01", "0.0001"}
+        best = max(summary["grid_scores"], key=lambda rate: summary["grid_scores"][rate])  # ties: the first given
+        assert summary["learning_rate"] == float(best)
+        assert [r["seed"] for r in summary["runs"]] == [42, 43]  # the grid's first seed, then the rest at the winner
+        assert summary["runs"][0]["metrics"]["accuracy"] == summary["grid_scores"][best]
+        assert (tmp_path / "runs" / "rte" / f"{side}-lr{float(best):g}-seed43").is_dir()
+        assert all((tmp_path / "runs" / "rte" / f"{side}-lr{rate:g}-seed42").is_dir() for rate in (1e-2, 1e-4))
+    assert "learning rate |" in (tmp_path / "glue_results.md").read_text()
+
+
+def test_a_malformed_learning_rate_grid_is_refused_before_anything_trains(tmp_path, capsys, checkpoint, glue_dir):
+    for grid in ("fast,1e-4", "1e-4,1e-4", "0,1e-4"):
+        code = main(["--model_name_or_path", str(checkpoint), "--glue_dir", str(glue_dir), "--output_dir", str(tmp_path / "out"),
+                     "--learning_rates", grid, *FAST])
+        assert code == 2 and "learning_rates must be" in capsys.readouterr().err
+    code = main(["--model_name_or_path", str(checkpoint), "--glue_dir", str(glue_dir), "--output_dir", str(tmp_path / "out"),
+                 "--learning_rates", "1e-4,3e-5", "--learning_rate", "1e-4", *FAST])
+    assert code == 2 and "not both" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.slow
+def test_pooling_decay_and_warmup_reach_every_run(tmp_path, checkpoint, glue_dir):
+    report = run(["--model_name_or_path", str(checkpoint), "--glue_dir", str(glue_dir), "--output_dir", str(tmp_path),
+                  "--tasks", "stsb", "--classifier_pooling", "mean", "--layerwise_lr_decay", "0.8", "--warmup_steps", "1",
+                  *FAST])
+    saved = json.loads((tmp_path / "runs" / "stsb" / "pretrained-seed42" / "config.json").read_text())
+    assert saved["classifier_pooling"] == "mean" and report["tasks"]["stsb"]["pretrained"]["steps"] == 2

@@ -484,3 +484,23 @@ def test_alibi_attention_paths_agree_and_padding_is_still_ignored():
     assert torch.allclose(sdpa[real], unpadded[real], atol=1e-5)
     assert torch.allclose(sdpa[1, :n], alone[0], atol=1e-5)
     assert not torch.allclose(sdpa[real], without_alibi[real], atol=1e-3), "the bias changes attention"
+
+
+def test_mean_pooling_classifies_from_the_mean_of_real_tokens(config):
+    from scratchbert.modeling_scratchbert import mean_pool
+
+    torch.manual_seed(0)
+    model = ScratchBertForSequenceClassification(tiny_config(classifier_pooling="mean", num_labels=3)).eval()
+    assert model.scratchbert.pooler is None  # no pooler to train
+    batch = make_batch(model.config)
+    with torch.no_grad():
+        hidden = model.scratchbert(**batch).last_hidden_state
+        logits = model(**batch).logits
+        mask = batch["attention_mask"].bool()
+        by_hand = torch.stack([hidden[row][mask[row]].mean(0) for row in range(hidden.shape[0])])
+    torch.testing.assert_close(mean_pool(hidden, batch["attention_mask"]), by_hand, rtol=0, atol=1e-6)
+    torch.testing.assert_close(logits, model.classifier(by_hand), rtol=0, atol=1e-6)
+    # Padding changes nothing: the last row alone, unpadded, scores the same.
+    with torch.no_grad():
+        alone = model(input_ids=batch["input_ids"][-1:, mask[-1]], token_type_ids=batch["token_type_ids"][-1:, mask[-1]]).logits
+    torch.testing.assert_close(alone, logits[-1:], rtol=0, atol=1e-5)

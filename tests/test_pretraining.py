@@ -299,6 +299,30 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
     assert (out / "config.json").read_text() == "{}"
 
 
+def test_overwrite_output_dir_keeps_the_earlier_runs_checkpoints(tmp_path):
+    # A shipped config sets overwrite_output_dir; a rerun after a pre-emption must not destroy checkpoints.
+    out, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40", "--eval_strategy", "no")
+    earlier = {p.name: (p / "model.safetensors").read_bytes() for p in out.glob("checkpoint-*")}
+    assert earlier
+    pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40", "--eval_strategy", "no",
+             "--overwrite_output_dir", "true", "--seed", "5")
+    kept = list(out.glob("superseded-*"))
+    assert len(kept) == 1
+    assert {p.name: (p / "model.safetensors").read_bytes() for p in kept[0].glob("checkpoint-*")} == earlier
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == sorted(earlier)  # the new run's own
+
+
+def test_delete_old_checkpoints_deletes_only_when_asked(tmp_path):
+    out, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40", "--eval_strategy", "no",
+                      "--max_steps", "2")
+    stale = out / "checkpoint-2"
+    assert stale.is_dir()
+    (stale / "marker").write_text("from the earlier run")
+    pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40", "--eval_strategy", "no", "--max_steps", "1",
+             "--overwrite_output_dir", "true", "--delete_old_checkpoints", "true")
+    assert not stale.exists() and not list(out.glob("superseded-*"))
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Several processes, logging, the script itself
 # --------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from transformers import AutoTokenizer
 
 from scratchbert import train_wordpiece_tokenizer
 from scratchbert.pretraining_data import (
+    split_documents,
     DataCollatorForPretraining,
     build_examples,
     cached_wordpiece_tokenizer,
@@ -300,3 +301,21 @@ def test_each_rank_reads_its_own_shuffled_share_of_a_stream(num_shards):
         assert share != sorted(share, key=lambda text: int(text.split()[1]))
     again = [row["text"] for row in stream_share(stream, 0, 2, seed=0, buffer_size=50)]
     assert again == shares[0], "the same seed gives the same order"
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 4])
+def test_streamed_hold_out_never_reaches_any_ranks_training_share(world_size):
+    # Two files of 40 documents: a held-out-first-n split once let ranks train on held-out documents, because
+    # datasets divides a skip between the ranks' files.
+    texts = [f"file {f} document {d}. It has a second sentence." for f in range(2) for d in range(40)]
+    stream = datasets.Dataset.from_dict({"text": texts}).to_iterable_dataset(num_shards=2)
+    train, held_out = split_documents(stream, validation_split_percentage=25, max_eval_documents=6, seed=42)
+    evaluated = [row["text"] for row in held_out]
+    assert len(evaluated) == 6
+    trained = [row["text"] for rank in range(world_size)
+               for row in stream_share(train, rank, world_size, seed=0, buffer_size=10)]
+    assert not set(trained) & set(evaluated)
+    all_held_out = {t for t in texts if t not in trained}
+    assert set(evaluated) <= all_held_out and 0.1 < len(all_held_out) / len(texts) < 0.45
+    assert len(trained) == len(set(trained)), "no document trained twice"
+    assert sorted(trained) == sorted(set(texts) - all_held_out)
