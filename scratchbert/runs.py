@@ -22,7 +22,8 @@ import transformers
 from huggingface_hub import HfApi
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_callback import ExportableState
+from tqdm.auto import tqdm
+from transformers.trainer_callback import ExportableState, ProgressCallback
 
 from .cli import ConfigError
 
@@ -284,6 +285,34 @@ class TimeBudget(TrainerCallback, ExportableState):
         return {"args": {"minutes": self.minutes}, "attributes": {"elapsed_seconds": self.elapsed()}}
 
 
+class BudgetProgressCallback(ProgressCallback):
+    """The training bar of a time-budgeted run counts minutes of the budget, not steps.
+
+    With `max_train_minutes`, `max_steps` is only a cap (the shipped configs set 1,000,000), so transformers'
+    bar would count steps towards it and predict a finish days away. This bar shows minutes of training spent
+    of the budget (evaluation not counted), the time left at the current pace, and the step reached.
+    """
+
+    def __init__(self, budget: TimeBudget):
+        super().__init__()
+        self.budget = budget
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(
+                total=self.budget.minutes, initial=min(self.budget.elapsed_seconds / 60, self.budget.minutes),
+                dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.1f}/{total:g} min of training [{elapsed}<{remaining}{postfix}]",
+            )
+        self.current_step = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None:
+            self.training_bar.n = min(self.budget.elapsed() / 60, self.budget.minutes)
+            self.training_bar.set_postfix_str(f"step {state.global_step}", refresh=False)
+            self.training_bar.refresh()
+            self.current_step = state.global_step
+
+
 BUDGET_SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup", "warmup_stable_decay")
 
 
@@ -375,6 +404,9 @@ class GuardedTrainer(Trainer):
         if self.time_budget is not None:
             budget_schedule(self.args)  # an unsupported schedule fails now, before any work
             self.add_callback(self.time_budget)
+            if any(isinstance(c, ProgressCallback) for c in self.callback_handler.callbacks):  # unless disable_tqdm
+                self.remove_callback(ProgressCallback)
+                self.add_callback(BudgetProgressCallback(self.time_budget))
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.time_budget is None or self.lr_scheduler is not None:
@@ -384,6 +416,12 @@ class GuardedTrainer(Trainer):
         )
         self._created_lr_scheduler = True
         return self.lr_scheduler
+
+    def log(self, logs: dict, *args, **kwargs):
+        if self.time_budget is not None and "loss" in logs:  # training logs say where the budget stands
+            used = self.time_budget.elapsed() / 60
+            logs = {**logs, "budget_minutes_used": used, "budget_minutes_left": max(self.time_budget.minutes - used, 0.0)}
+        return super().log(logs, *args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
         if self.time_budget is None:

@@ -451,3 +451,25 @@ def test_resumed_run_masks_as_the_uninterrupted_one_with_workers_and_dupe_factor
         assert torch.equal(weights[key], expected[key]), f"{key} differs after resuming from checkpoint-4"
     logged = lambda folder: [e["loss"] for e in json.loads((folder / "checkpoint-8" / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     assert logged(resumed) == logged(reference)
+
+
+def test_time_budgeted_progress_counts_minutes_of_the_budget_not_steps(tmp_path):
+    from scratchbert.runs import BudgetProgressCallback
+    from transformers.trainer_callback import ProgressCallback
+
+    trainer = classification_trainer(tmp_path, max_train_minutes=10, max_steps=4, logging_steps=1)
+    bars = [c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)]
+    assert len(bars) == 1 and isinstance(bars[0], BudgetProgressCallback)  # not the step bar towards max_steps
+    seen = []
+
+    class Watch(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            seen.append((bars[0].training_bar.total, bars[0].training_bar.n))
+
+    trainer.add_callback(Watch())
+    trainer.train()
+    assert seen and all(total == 10 for total, _ in seen) and all(0 < n < 10 for _, n in seen)
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert logged and all(0 < e["budget_minutes_used"] < 10 and e["budget_minutes_left"] > 9 for e in logged)
+    # Without a budget, transformers' step bar stays.
+    assert any(type(c) is ProgressCallback for c in classification_trainer(tmp_path, max_steps=2).callback_handler.callbacks)
