@@ -30,6 +30,7 @@ from .corpus import CorpusError, load_documents
 from .glue_tasks import TASKS as GLUE_TASKS
 from .glue_tasks import GlueDataError, load_hub_task, read_local_task, task_named
 from .metrics import load_metric
+from .model_cards import front_matter, hub_id_or_none
 from .pretraining_data import build_dataset, cached_wordpiece_tokenizer, split_documents
 from .runs import (
     GuardedTrainer,
@@ -516,13 +517,25 @@ def write_model_card(output_dir: Path, results: dict, model_args, data_args, con
     )
     start = "random weights" if model_args.random_init or not model_args.model_name_or_path else f"`{model_args.model_name_or_path}`"
     rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items())
-    (output_dir / "README.md").write_text(f"""---
-library_name: transformers
-tags:
-- scratchbert
-- text-classification
----
-
+    names = {"accuracy": "accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
+             "pearsonr": "Pearson correlation", "spearmanr": "Spearman correlation"}
+    metrics = [
+        (metric, f"{label} (validation{', majority class: the baseline' if baseline else ''})", results[key])
+        for metric, label in names.items()
+        for baseline, key in ((False, f"eval_{metric}"), (True, f"eval_majority_baseline_{metric}"))
+        if isinstance(results.get(key), (int, float))
+    ]
+    header = front_matter(
+        model_name=output_dir.name, pipeline_tag="text-classification", tags=["scratchbert", "text-classification"],
+        task_type="text-classification", dataset_name=data.replace("`", ""),
+        dataset_type=("nyu-mll/glue" if data_args.task_name and not data_args.glue_dir else data_args.dataset_name
+                      or ("glue" if data_args.task_name else "csv" if data_args.train_file else "nsp-pairs")),
+        metrics=metrics,
+        datasets=["nyu-mll/glue"] if data_args.task_name and not data_args.glue_dir else
+        [data_args.dataset_name] if data_args.dataset_name else None,
+        base_model=None if model_args.random_init else hub_id_or_none(model_args.model_name_or_path),
+    )
+    (output_dir / "README.md").write_text(header + f"""
 # ScratchBert fine-tuned on {data}
 
 Fine-tuned from {start} with ScratchBert's run_classification.py{f' (config `{config_path}`)' if config_path else ''},

@@ -43,6 +43,7 @@ from .runs import (
 from .configuration_scratchbert import ScratchBertConfig
 from .corpus import CorpusError, load_documents
 from .curves import write_training_curves
+from .model_cards import front_matter, hub_id_or_none
 from .pretraining_data import (
     EVAL_MLM_PROBABILITY,
     DataCollatorForPretraining,
@@ -429,14 +430,23 @@ def write_model_card(output_dir: Path, results: dict, model_args, data_args, tra
         "\n## Training curves\n\n![training loss and held-out masked accuracy against tokens seen](training_curves.png)\n"
         if (output_dir / "training_curves.png").is_file() else ""
     )
-    card = f"""---
-library_name: transformers
-tags:
-- scratchbert
-- bert
-- fill-mask
----
-
+    held_out = [
+        (kind, name, results[key]) for kind, name, key in (
+            ("accuracy", "held-out accuracy at [MASK]", "eval_mlm_masked_accuracy"),
+            ("accuracy", "held-out accuracy at [MASK]: most frequent token (baseline)", "eval_mlm_unigram_accuracy"),
+            ("accuracy", "held-out masked-LM accuracy (all chosen positions)", "eval_mlm_accuracy"),
+            ("loss", "held-out masked-LM loss", "eval_mlm_loss"),
+            ("accuracy", "held-out next-sentence accuracy", "eval_nsp_accuracy"),
+        ) if isinstance(results.get(key), (int, float))
+    ]
+    header = front_matter(
+        model_name=output_dir.name, pipeline_tag="fill-mask", tags=["scratchbert", "bert", "fill-mask"],
+        task_type="fill-mask", dataset_name=f"held-out documents of {source}".replace("`", ""),
+        dataset_type=data_args.dataset_name or ("json" if data_args.train_file else data_args.corpus or "offline"),
+        metrics=held_out, datasets=[data_args.dataset_name] if data_args.dataset_name else None,
+        base_model=hub_id_or_none(model_args.model_name_or_path),
+    )
+    card = header + f"""
 # ScratchBert ({config['hidden_size']} hidden, {config['num_hidden_layers']} layers, {config['num_attention_heads']} heads)
 
 A BERT encoder pretrained from scratch with ScratchBert on {source},

@@ -355,3 +355,20 @@ def test_layerwise_lr_decay_scales_each_layers_learning_rate(tmp_path):
         assert lr_of[id(parameter)] == pytest.approx(1e-3 * scales[name]), name
     assert decay_of[id(model.classifier.bias)] == 0.0 and decay_of[id(model.classifier.weight)] == 0.01  # Trainer's rule kept
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_model_card_front_matter_is_what_the_hub_reads(tmp_path, pretrained):
+    from huggingface_hub import ModelCard
+
+    train = write_pairs(tmp_path / "train.csv")
+    out, results = classify(tmp_path, "--model_name_or_path", str(pretrained), *pair_args(train))
+    card = ModelCard.load(out / "README.md")
+    data = card.data.to_dict()
+    assert data["library_name"] == "transformers" and data["license"] == "apache-2.0"
+    assert data["pipeline_tag"] == "text-classification" and "scratchbert" in data["tags"]
+    assert "base_model" not in data  # a local folder: the Hub takes ids only (the prose names it)
+    metrics = {m["name"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+    assert metrics["accuracy (validation)"] == pytest.approx(results["eval_accuracy"])
+    assert metrics["accuracy (validation, majority class: the baseline)"] == pytest.approx(results["eval_majority_baseline_accuracy"])
+    assert "# ScratchBert fine-tuned on" in card.text
+

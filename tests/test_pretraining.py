@@ -459,3 +459,16 @@ def test_streamed_training_data_is_split_between_ranks_and_shuffled(tmp_path):
     assert set(examples[0]).isdisjoint(examples[1])
     assert 0.8 < (len(examples[0]) + len(examples[1])) / len(list(single)) < 1.2
     assert examples[0][:10] != [tuple(e["input_ids"]) for e in single][:10]
+
+
+def test_model_card_front_matter_is_what_the_hub_reads(tmp_path):
+    from huggingface_hub import ModelCard
+
+    out, results = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40")
+    data = ModelCard.load(out / "README.md").data.to_dict()
+    assert data["library_name"] == "transformers" and data["license"] == "apache-2.0" and data["pipeline_tag"] == "fill-mask"
+    result = data["model-index"][0]["results"][0]
+    assert result["task"]["type"] == "fill-mask" and "held-out" in result["dataset"]["name"]
+    metrics = {m["name"]: m["value"] for m in result["metrics"]}
+    assert metrics["held-out accuracy at [MASK]"] == pytest.approx(results["eval_mlm_masked_accuracy"])
+    assert metrics["held-out next-sentence accuracy"] == pytest.approx(results["eval_nsp_accuracy"])
