@@ -4,11 +4,13 @@ Read top to bottom: embeddings, self-attention, encoder layer, the base model, t
 Shapes in comments use B = batch, T = sequence length, H = hidden size, V = vocabulary, N = labelled positions
 (MLM), R = real (non-padding) tokens packed together on the unpadded path.
 
-This file is copied as-is into every exported checkpoint (remote code), so it imports only torch, transformers
-and the configuration beside it. It never imports transformers.models.bert: the maths mirror BERT exactly, the
+This file is copied as-is into every exported checkpoint (remote code), so it imports only torch, transformers,
+the configuration beside it and the standard library. It never imports transformers.models.bert: the maths mirror BERT exactly, the
 parameter names are ScratchBert's own (scratchbert.convert maps them to and from BERT's).
 """
 
+import json
+import os
 from dataclasses import dataclass
 
 import torch
@@ -237,6 +239,31 @@ class ScratchBertMLMHead(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def write_sentence_transformers_files(save_directory, config: ScratchBertConfig) -> None:
+    """modules.json, sentence_bert_config.json and 1_Pooling/config.json: what sentence-transformers saves, so
+    `SentenceTransformer(folder, trust_remote_code=True)` loads our choice of pooling (the mean of the last hidden
+    states over real tokens) without guessing. Written by hand, in the long-standing format that every
+    sentence-transformers release reads (2.x to 6.x), because sentence-transformers is not a dependency of the
+    model code, which is copied into every checkpoint."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    pooling = {"word_embedding_dimension": config.hidden_size, "pooling_mode_cls_token": False,
+               "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+               "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
+               "pooling_mode_lasttoken": False, "include_prompt": True}
+    files = {
+        "modules.json": modules,
+        "sentence_bert_config.json": {"max_seq_length": config.max_position_embeddings, "do_lower_case": False},
+        os.path.join("1_Pooling", "config.json"): pooling,
+    }
+    os.makedirs(os.path.join(save_directory, "1_Pooling"), exist_ok=True)
+    for name, content in files.items():
+        with open(os.path.join(save_directory, name), "w", encoding="utf-8") as f:
+            json.dump(content, f, indent=2)
+
+
 class ScratchBertPreTrainedModel(PreTrainedModel):
     config_class = ScratchBertConfig
     config: ScratchBertConfig
@@ -246,14 +273,23 @@ class ScratchBertPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["ScratchBertEmbeddings", "ScratchBertLayer"]
     _can_record_outputs = {"hidden_states": ScratchBertLayer, "attentions": ScratchBertSelfAttention}
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save as transformers does, plus this file and the configuration's (remote code) and the full auto_map.
+    def save_pretrained(self, save_directory, *args, is_main_process: bool = True, push_to_hub: bool = False, **kwargs):
+        """Save as transformers does, plus this file and the configuration's (remote code), the full auto_map and
+        the files sentence-transformers reads (`write_sentence_transformers_files`).
 
-        Each head's `_auto_class` (set from AUTO_CLASSES) makes transformers copy the code files; push_to_hub
-        saves through here too.
+        Each head's `_auto_class` (set from AUTO_CLASSES) makes transformers copy the code files. `push_to_hub()`
+        saves through here into a temporary folder and uploads all of it; `save_pretrained(push_to_hub=True)`
+        would upload inside transformers' save, before the sentence-transformers files exist, so it saves first and
+        then pushes the same way.
         """
         self.config.auto_map = dict(AUTO_MAP)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "create_pr", "token", "private") if k in kwargs}
+        super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)
+        if is_main_process and os.path.isdir(save_directory):
+            write_sentence_transformers_files(save_directory, self.config)
+            if push_to_hub:
+                repo_id = hub_kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
+                self.push_to_hub(repo_id, **hub_kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module):

@@ -13,7 +13,7 @@ def test_offline_pretraining_default_learns(tmp_path):
     results = pretraining.run(["--output_dir", str(tmp_path / "pretrain")])  # configs/pretrain_offline.yaml
     # Issue 10: held-out accuracy at [MASK] at least twice the most-frequent-token line, and over all chosen
     # positions above "copy the input unless it is [MASK]". Issue 18: on ~5,250 held-out masked tokens and a
-    # deterministic vocabulary, five empty-cache runs measured 2.49x-2.58x (README), not 1.98x-2.4x on 958.
+    # deterministic vocabulary, five empty-cache runs measured 2.49x-2.58x (docs/pretraining.md), not 1.98x-2.4x on 958.
     assert results["eval_mlm_masked_accuracy"] >= 2 * results["eval_mlm_unigram_accuracy"]
     assert results["eval_mlm_accuracy"] > results["eval_mlm_copy_baseline_accuracy"]
     assert results["eval_nsp_accuracy"] > 0.52

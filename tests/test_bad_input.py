@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from scratchbert import ScratchBertConfig, ScratchBertModel
-from scratchbert import classification, glue, pretraining
+from scratchbert import classification, glue, pretraining, token_classification
 from scratchbert.convert import ConversionError, convert_bert_to_scratchbert
 from conftest import REPO_ROOT, tiny_config, write_glue_folder
 
@@ -366,6 +366,26 @@ def case_glue_wrong_header(tmp_path, capsys, tokenizer_dir):
 
 def case_glue_unknown_task(tmp_path, capsys, tokenizer_dir):
     return glue_error(capsys, tmp_path, tokenizer_dir, write_glue_folder(tmp_path / "glue", folders=("RTE",)), "--tasks", "mprc")
+
+
+def ner_error(capsys, tmp_path, tokenizer_dir, train: str, dev: str):
+    (tmp_path / "train.conll").write_text(train)
+    (tmp_path / "dev.conll").write_text(dev)
+    code = token_classification.main([
+        "--model_name_or_path", str(pretrained_folder(tmp_path, tokenizer_dir)), "--output_dir", str(tmp_path / "out"),
+        "--train_file", str(tmp_path / "train.conll"), "--validation_file", str(tmp_path / "dev.conll"), "--use_cpu", "true",
+    ])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and not list((tmp_path / "out").glob("*")), err
+    return err
+
+
+def case_conll_no_tag(tmp_path, capsys, tokenizer_dir):
+    return ner_error(capsys, tmp_path, tokenizer_dir, "EU NNP I-NP I-ORG\nrejects\n", "EU NNP I-NP I-ORG\n")
+
+
+def case_ner_unseen_tag(tmp_path, capsys, tokenizer_dir):
+    return ner_error(capsys, tmp_path, tokenizer_dir, "EU NNP I-NP I-ORG\nrejects VBZ I-VP O\n", "German JJ I-NP B-MISC\n")
 
 
 def test_every_table_row_has_a_case():

@@ -117,8 +117,8 @@ def test_pipeline_with_trust_remote_code_in_fresh_process(tmp_path, tokenizer_di
     assert result.stdout.strip().splitlines()[-1] == "2"
 
 
-def test_push_to_hub_uploads_the_saved_folder(tmp_path, monkeypatch):
-    """Up to the network boundary: the commit handed to the Hub client holds exactly the exported folder."""
+def fake_hub(monkeypatch) -> list:
+    """Up to the network boundary: every commit handed to the Hub client, as (repo_id, {path_in_repo: bytes})."""
     import huggingface_hub
     import transformers.utils.hub as transformers_hub
 
@@ -140,14 +140,34 @@ def test_push_to_hub_uploads_the_saved_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(  # the stock card would be fetched from the Hub; build it locally instead
         transformers_hub, "create_and_tag_model_card", lambda repo_id, tags=None, token=None: huggingface_hub.ModelCard("---\nlibrary_name: transformers\n---\n# card\n")
     )
+    return commits
+
+
+SAVED_FILES = ("config.json", "model.safetensors", "modeling_scratchbert.py", "configuration_scratchbert.py",
+               "modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
+
+
+def test_push_to_hub_uploads_the_saved_folder(tmp_path, monkeypatch):
+    """The commit handed to the Hub client holds exactly the exported folder."""
+    commits = fake_hub(monkeypatch)
     model = ScratchBertForPreTraining(tiny_config())
     model.push_to_hub("someone/scratchbert-tiny", token="hf_fake")
     (repo_id, files), = commits
     assert repo_id == "someone/scratchbert-tiny"
     model.save_pretrained(tmp_path)
-    for name in ("config.json", "model.safetensors", "modeling_scratchbert.py", "configuration_scratchbert.py"):
+    for name in SAVED_FILES:
         assert files[name] == (tmp_path / name).read_bytes(), name
     assert json.loads(files["config.json"])["auto_map"] == AUTO_MAP
+
+
+def test_save_pretrained_with_push_to_hub_uploads_the_sentence_transformers_files_too(tmp_path, monkeypatch):
+    commits = fake_hub(monkeypatch)
+    model = ScratchBertForPreTraining(tiny_config())
+    model.save_pretrained(tmp_path / "folder", push_to_hub=True, repo_id="someone/tiny", token="hf_fake")
+    (repo_id, files), = commits
+    assert repo_id == "someone/tiny"
+    for name in SAVED_FILES:
+        assert files[name] == (tmp_path / "folder" / name).read_bytes(), name
 
 
 @pytest.mark.slow
@@ -171,3 +191,46 @@ def test_remote_code_never_runs_without_trust_remote_code(tmp_path):
 
     AutoModel.from_pretrained(tmp_path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("layout", [
+    {},  # BERT's
+    {"attention_position_bias": "alibi"},
+    {"layer_norm_position": "pre"},
+])
+def test_saved_folder_loads_in_sentence_transformers_with_mean_pooling(tmp_path, tokenizer_dir, layout):
+    """Every saved folder carries sentence-transformers' own files: it loads without the "no sentence-transformers
+    model found" guess, and its embeddings are the mean of the last hidden states over real tokens."""
+    import logging
+
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    model = ScratchBertForSequenceClassification(tiny_config(vocab_size=len(tokenizer), **layout)).eval()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    st_logger, level = logging.getLogger("sentence_transformers"), logging.getLogger("sentence_transformers").level
+    st_logger.addHandler(handler)
+    st_logger.setLevel(logging.INFO)  # 6.x says it is guessing ("No modules.json found ...") at INFO, 2.x-5.x warn
+    try:
+        embedder = sentence_transformers.SentenceTransformer(str(tmp_path), trust_remote_code=True, device="cpu")
+    finally:
+        st_logger.removeHandler(handler)
+        st_logger.setLevel(level)
+    messages = [r.getMessage() for r in records]
+    assert not [m for m in messages if "modules.json" in m or "No sentence-transformers model" in m], messages
+    assert not [r for r in records if r.levelno >= logging.WARNING], messages
+
+    sentences = ["The cat sat on the mat.", "Tokenizers split unbelievably long words into word pieces, twice over."]
+    batch = tokenizer(sentences, padding=True, return_tensors="pt")
+    assert (batch["attention_mask"] == 0).any()  # padding in the batch: the mean must skip it
+    with torch.no_grad():
+        hidden = model.scratchbert(**batch).last_hidden_state  # [B, T, H]
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    expected = (hidden * mask).sum(1) / mask.sum(1)
+    embeddings = embedder.encode(sentences, convert_to_tensor=True, batch_size=2)
+    torch.testing.assert_close(embeddings, expected, atol=1e-5, rtol=0)

@@ -50,7 +50,8 @@ def test_wheel_holds_the_package_configs_and_console_scripts(installed):
     assert done.returncode == 0, done.stderr
     module_file, config, accelerate_config = done.stdout.split()
     assert module_file.startswith(str(venv)) and config.startswith(str(venv)) and accelerate_config == "True"
-    assert (venv / "bin" / "scratchbert-pretrain").is_file() and (venv / "bin" / "scratchbert-classify").is_file()
+    for script in ("scratchbert-pretrain", "scratchbert-classify", "scratchbert-glue", "scratchbert-token-classify"):
+        assert (venv / "bin" / script).is_file(), script
     done = run_in(venv, work, "scratchbert-glue", "--help")
     assert done.returncode == 0 and "--glue_dir" in done.stdout, done.stderr
 

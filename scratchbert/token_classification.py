@@ -1,0 +1,346 @@
+"""Token classification (named entities and other per-word tags): the library behind run_token_classification.py.
+
+Built the way scratchbert.classification is: YAML + flags, the Trainer (through GuardedTrainer: NaN guard, time
+budget), `--output results.json`, a model card. Data: CoNLL-format files (one word a line, its tag in the last
+column, a blank line between sentences, `-DOCSTART-` lines skipped) or a Hub dataset with word and tag columns
+(`tokens`, `ner_tags`, as `conll2003`). Each word's tag goes to its first word piece; the other pieces are
+ignored in the loss and the metrics (-100), as transformers' token-classification example does. Scored with
+seqeval's entity-level F1 (conlleval's rules, which read IOB1 and IOB2 alike) beside the all-`O` baseline.
+"""
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import transformers
+from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification
+
+from .classification import check_checkpoint
+from .cli import ConfigError, packaged_config, parse_config
+from .model_cards import front_matter, hub_id_or_none
+from .runs import (
+    GuardedTrainer,
+    RunArguments,
+    ScratchBertTrainingArguments,
+    check_output_dir,
+    check_run_options,
+    check_sequence_length,
+    publish_results,
+    resolve_checkpoint,
+    save_final_model,
+    script_main,
+    setup_logging,
+    train_and_report_io_errors,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = packaged_config("ner_conll2003.yaml")
+OUTSIDE = "O"
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "ScratchBert checkpoint folder or Hub id (ours or a converted BERT)"}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Load the checkpoint's own code (not needed once scratchbert is imported)"}
+    )
+    random_init: bool = field(
+        default=False, metadata={"help": "Same architecture and tokenizer as the checkpoint, random weights (a baseline)"}
+    )
+    classifier_dropout: float | None = None
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(default=None, metadata={"help": "CoNLL format: word ... tag per line, blank lines between sentences"})
+    validation_file: str | None = None
+    test_file: str | None = None
+    dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset with word and tag columns, e.g. conll2003"})
+    dataset_config_name: str | None = None
+    word_column: str = field(default="tokens", metadata={"help": "Hub dataset: the column of words"})
+    tag_column: str = field(default="ner_tags", metadata={"help": "Hub dataset: the column of tags (ids of a ClassLabel, or names)"})
+    max_seq_length: int = 128
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    preprocessing_num_workers: int | None = None
+    cache_dir: str | None = None
+
+    def __post_init__(self):
+        if bool(self.train_file) == bool(self.dataset_name):
+            raise ValueError("give train_file (CoNLL format, with validation_file) or dataset_name, exactly one")
+        if self.train_file and not self.validation_file:
+            raise ValueError("train_file needs validation_file: the scores are measured on held-out sentences")
+
+
+class DataError(ValueError):
+    """Data that cannot train this model; the message names the file and line, or the tag."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def read_conll(path: str | Path) -> datasets.Dataset:
+    """Sentences of a CoNLL file as {"tokens": [words], "tags": [tag names]}: the word is the first column, the
+    tag the last. Written by hand because datasets has no CoNLL builder (the Hub's conll2003 was a loading
+    script, which datasets 3+ no longer runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    sentences, words, tags = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            columns = line.split()
+            if not columns or columns[0] == "-DOCSTART-":
+                if words:
+                    sentences.append({"tokens": words, "tags": tags})
+                    words, tags = [], []
+                continue
+            if len(columns) < 2:
+                raise DataError(f"{path}, line {number}: {line.strip()!r} has no tag column (CoNLL: word ... tag)")
+            words.append(columns[0])
+            tags.append(columns[-1])
+    if words:
+        sentences.append({"tokens": words, "tags": tags})
+    if not sentences:
+        raise DataError(f"{path} holds no sentences (CoNLL: one word and its tag a line, blank lines between sentences)")
+    return datasets.Dataset.from_list(sentences)
+
+
+def load_splits(data_args: DataArguments) -> datasets.DatasetDict:
+    """train / validation (/ test) splits with `tokens` and `tags` (tag names), from files or the Hub."""
+    if data_args.train_file:
+        files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
+        return datasets.DatasetDict({name: read_conll(path) for name, path in files.items() if path})
+    try:
+        raw = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=data_args.cache_dir)
+    except Exception as error:
+        raise DataError(f"cannot load the dataset {data_args.dataset_name}: {error}") from None
+    for column in (data_args.word_column, data_args.tag_column):
+        if column not in raw["train"].column_names:
+            raise DataError(f"{data_args.dataset_name} has no column {column!r} (it has {', '.join(raw['train'].column_names)})")
+    feature = raw["train"].features[data_args.tag_column]
+    names = getattr(getattr(feature, "feature", None), "names", None)  # Sequence(ClassLabel): ids -> names
+    out = {}
+    for name in ("train", "validation", "test"):
+        if name in raw:
+            split = raw[name]
+            tags = [[names[t] for t in row] for row in split[data_args.tag_column]] if names else split[data_args.tag_column]
+            out[name] = datasets.Dataset.from_dict({"tokens": split[data_args.word_column], "tags": tags})
+    if "validation" not in out:
+        raise DataError(f"{data_args.dataset_name} has no validation split")
+    return datasets.DatasetDict(out)
+
+
+def tag_names_of(splits: datasets.DatasetDict) -> list[str]:
+    """The training tags, `O` first then sorted; a tag in another split that training never shows is an error."""
+    train_tags = {t for row in splits["train"]["tags"] for t in row}
+    for name, split in splits.items():
+        unseen = sorted({t for row in split["tags"] for t in row} - train_tags)
+        if unseen:
+            raise DataError(f"tags {', '.join(unseen)} of the {name} split never occur in the training split")
+    return sorted(train_tags, key=lambda t: (t != OUTSIDE, t))
+
+
+def align_tags(splits: datasets.DatasetDict, tokenizer, tag_names: list[str], data_args: DataArguments) -> datasets.DatasetDict:
+    """Word pieces with each word's tag id on its first piece and -100 on the rest (and on [CLS], [SEP])."""
+    tag_ids = {t: i for i, t in enumerate(tag_names)}
+
+    def encode(batch):
+        encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=data_args.max_seq_length)
+        labels = []
+        for row, tags in enumerate(batch["tags"]):
+            previous, row_labels = None, []
+            for word in encoded.word_ids(row):
+                row_labels.append(-100 if word is None or word == previous else tag_ids[tags[word]])
+                previous = word
+            labels.append(row_labels)
+        encoded["labels"] = labels
+        return encoded
+
+    out = {}
+    for name, split in splits.items():
+        limit = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}.get(name)
+        if limit is not None:
+            split = split.select(range(min(limit, len(split))))
+        out[name] = split.map(encode, batched=True, remove_columns=split.column_names,
+                              num_proc=data_args.preprocessing_num_workers, desc=f"{name}: tokenizing")
+    return datasets.DatasetDict(out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model and metrics
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def build_model(model_args: ModelArguments, tokenizer, tag_names: list[str]):
+    label_kwargs = {"num_labels": len(tag_names), "id2label": dict(enumerate(tag_names)),
+                    "label2id": {t: i for i, t in enumerate(tag_names)}}
+    if model_args.classifier_dropout is not None:
+        label_kwargs["classifier_dropout"] = model_args.classifier_dropout
+    path = model_args.model_name_or_path
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
+    except Exception as error:
+        raise ConfigError(f"cannot load the config of {path}: {error}") from None
+    if config.model_type != "scratchbert":
+        raise ConfigError(f"{path} is not a ScratchBert model")
+    if config.vocab_size != len(tokenizer):
+        raise ConfigError(f"the checkpoint's vocab_size ({config.vocab_size}) does not match the tokenizer's {len(tokenizer)} tokens")
+    if model_args.random_init:
+        logger.warning("random_init: the architecture of %s with random weights", path)
+        config.update(label_kwargs)
+        return AutoModelForTokenClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    try:
+        return AutoModelForTokenClassification.from_pretrained(path, trust_remote_code=model_args.trust_remote_code, **label_kwargs)
+    except Exception as error:  # corrupt or mismatched weights: name the checkpoint, not a library frame
+        raise ConfigError(f"cannot load {path}: {type(error).__name__}: {error}") from None
+
+
+def make_compute_metrics(tag_names: list[str]):
+    """seqeval's entity precision, recall and F1 and its tag accuracy over first word pieces, beside the
+    all-`O` line (no entities predicted: F1 0, the share of `O` words as accuracy)."""
+
+    def compute_metrics(eval_prediction):
+        logits, label_ids = eval_prediction.predictions, eval_prediction.label_ids
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        predicted_ids = logits.argmax(-1)
+        truth, predicted = [], []
+        for row_labels, row_predictions in zip(label_ids, predicted_ids):
+            keep = row_labels != -100
+            truth.append([tag_names[i] for i in row_labels[keep]])
+            predicted.append([tag_names[i] for i in row_predictions[keep]])
+        all_outside = [[OUTSIDE] * len(row) for row in truth]
+        return {
+            "precision": precision_score(truth, predicted, zero_division=0),
+            "recall": recall_score(truth, predicted, zero_division=0),
+            "f1": f1_score(truth, predicted, zero_division=0),
+            "accuracy": accuracy_score(truth, predicted),
+            "all_o_baseline_f1": f1_score(truth, all_outside, zero_division=0),
+            "all_o_baseline_accuracy": accuracy_score(truth, all_outside),
+        }
+
+    return compute_metrics
+
+
+def write_model_card(output_dir: Path, results: dict, model_args, data_args, config_path):
+    data = f"`{data_args.dataset_name}`" if data_args.dataset_name else f"`{data_args.train_file}`"
+    start = "random weights" if model_args.random_init else f"`{model_args.model_name_or_path}`"
+    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items()
+                     if not isinstance(v, dict))
+    metrics = [(kind, name, results[key]) for kind, name, key in (
+        ("f1", "entity F1 (validation, seqeval)", "eval_f1"),
+        ("precision", "entity precision (validation)", "eval_precision"),
+        ("recall", "entity recall (validation)", "eval_recall"),
+        ("accuracy", "tag accuracy (validation)", "eval_accuracy"),
+        ("accuracy", "tag accuracy (validation, all O: the baseline)", "eval_all_o_baseline_accuracy"),
+    ) if isinstance(results.get(key), (int, float))]
+    header = front_matter(
+        model_name=output_dir.name, pipeline_tag="token-classification", tags=["scratchbert", "token-classification", "ner"],
+        task_type="token-classification", dataset_name=data.replace("`", ""),
+        dataset_type=data_args.dataset_name or "conll", metrics=metrics,
+        datasets=[data_args.dataset_name] if data_args.dataset_name else None,
+        base_model=None if model_args.random_init else hub_id_or_none(model_args.model_name_or_path),
+    )
+    (output_dir / "README.md").write_text(header + f"""
+# ScratchBert fine-tuned for token classification on {data}
+
+Fine-tuned from {start} with ScratchBert's run_token_classification.py{f' (config `{config_path}`)' if config_path else ''};
+each word's tag on its first word piece, max sequence length {data_args.max_seq_length}. Tags: {', '.join(results['tags'])}.
+
+| metric | value |
+|---|---|
+{rows}
+
+```python
+from transformers import pipeline
+tag = pipeline("token-classification", model="{output_dir.name}", trust_remote_code=True, aggregation_strategy="first")
+tag("Peter Blackburn spoke in Brussels.")
+```
+""")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def run(argv: list[str] | None = None) -> dict:
+    start = time.time()
+    model_args, data_args, run_args, training_args, config_path = parse_config(
+        (ModelArguments, DataArguments, RunArguments, ScratchBertTrainingArguments), argv, DEFAULT_CONFIG
+    )
+    setup_logging(training_args, run_args)
+    check_run_options(training_args, run_args)
+    if not model_args.model_name_or_path:
+        raise ConfigError("give model_name_or_path: a pretrained ScratchBert (python run_pretraining.py makes one); "
+                          "with random_init: true its architecture and tokenizer start from random weights")
+    check_checkpoint(model_args.model_name_or_path)
+    check_output_dir(training_args, run_args)
+    checkpoint = resolve_checkpoint(training_args)
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    transformers.set_seed(training_args.seed)
+
+    splits = load_splits(data_args)  # every file read and every tag checked before any model loads
+    tag_names = tag_names_of(splits)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint or model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    except Exception as error:
+        raise ConfigError(f"cannot load a tokenizer from {model_args.model_name_or_path}: {error}") from None
+    if not tokenizer.is_fast:
+        raise ConfigError(f"the tokenizer of {model_args.model_name_or_path} is not a fast tokenizer: words cannot be mapped to word pieces")
+    model = build_model(model_args, tokenizer, tag_names)
+    check_sequence_length(data_args.max_seq_length, model.config.max_position_embeddings)
+    encoded = align_tags(splits, tokenizer, tag_names, data_args)
+    logger.info("%d training and %d evaluation sentences; tags: %s", len(encoded["train"]), len(encoded["validation"]), tag_names)
+
+    trainer = GuardedTrainer(
+        on_nonfinite_loss=run_args.on_nonfinite_loss,
+        max_train_minutes=run_args.max_train_minutes,
+        model=model,
+        args=training_args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["validation"],
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=make_compute_metrics(tag_names),
+    )
+    train_result = train_and_report_io_errors(trainer, checkpoint)
+    output_dir = Path(training_args.output_dir)
+    save_final_model(trainer, output_dir)  # before the final evaluation: no evaluation failure can lose it
+    results = {
+        "train_loss": train_result.training_loss,
+        **{k: v for k, v in trainer.evaluate().items() if k.startswith("eval_")},
+    }
+    if "test" in encoded:
+        results.update({k: v for k, v in trainer.evaluate(encoded["test"], metric_key_prefix="test").items() if k.startswith("test_")})
+    results.update({
+        "steps": trainer.state.global_step,
+        "runtime_seconds": time.time() - start,
+        "train_runtime_seconds": train_result.metrics.get("train_runtime"),
+        "tags": tag_names,
+        "model": model_args.model_name_or_path,
+        "random_init": model_args.random_init,
+        "config": config_path,
+    })
+    if trainer.is_world_process_zero():
+        write_model_card(output_dir, results, model_args, data_args, config_path)
+        publish_results(output_dir, results, run_args, training_args, push_to_hub)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    return script_main(run, argv, (ConfigError, DataError))
+
+
+if __name__ == "__main__":  # python -m scratchbert.token_classification
+    sys.exit(main())
