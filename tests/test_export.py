@@ -234,3 +234,63 @@ def test_saved_folder_loads_in_sentence_transformers_with_mean_pooling(tmp_path,
     expected = (hidden * mask).sum(1) / mask.sum(1)
     embeddings = embedder.encode(sentences, convert_to_tensor=True, batch_size=2)
     torch.testing.assert_close(embeddings, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task, layout", [
+    ("feature-extraction", {}),
+    ("fill-mask", {}),
+    ("text-classification", {}),
+    ("feature-extraction", {"attention_position_bias": "alibi"}),
+    ("text-classification", {"layer_norm_position": "pre"}),
+])
+def test_onnx_export_matches_pytorch_in_onnxruntime(tmp_path, tokenizer_dir, task, layout):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from scratchbert.export import INPUT_NAMES, export_onnx, padded_batch
+
+    model_class = {"feature-extraction": ScratchBertForPreTraining, "fill-mask": ScratchBertForPreTraining,
+                   "text-classification": ScratchBertForSequenceClassification}[task]
+    torch.manual_seed(0)
+    model = model_class(tiny_config(num_labels=3, **layout)).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp_path / "ckpt")
+    report = export_onnx(str(tmp_path / "ckpt"), tmp_path / "onnx", task=task if task == "feature-extraction" else None)
+    assert report["task"] == task and report["max_difference_vs_pytorch"] <= 1e-4
+    assert {"model.onnx", "config.json", "tokenizer.json", "onnx_export.json"} <= {p.name for p in (tmp_path / "onnx").iterdir()}
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert all(isinstance(d, str) for i in session.get_inputs() for d in i.shape)  # batch and sequence are dynamic
+    base = model.scratchbert if hasattr(model, "scratchbert") else model
+    for batch_size, seq_len in ((1, 3), (5, 33), (4, 64)):  # shapes the export never saw, with padding
+        batch = padded_batch(model.config, batch_size, seq_len, seed=100 + seq_len)
+        got = dict(zip(report["outputs"], session.run(report["outputs"], {n: batch[n].numpy() for n in INPUT_NAMES})))
+        with torch.no_grad():
+            if task == "feature-extraction":
+                out = base(**batch)
+                expected = {"last_hidden_state": out.last_hidden_state, "pooler_output": out.pooler_output}
+            elif task == "fill-mask":
+                expected = {"logits": model(**batch).prediction_logits}
+            else:
+                expected = {"logits": model(**batch).logits}
+        real = batch["attention_mask"].bool()
+        for name, value in expected.items():
+            value = value[real] if value.dim() == 3 else value
+            have = torch.from_numpy(got[name])
+            torch.testing.assert_close(have[real] if have.dim() == 3 else have, value, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_onnx_export_refuses_what_it_cannot_do_and_keeps_what_is_there(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from scratchbert.export import main as export_main
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "model.onnx").write_text("mine")
+    ScratchBertForPreTraining(tiny_config()).save_pretrained(tmp_path / "ckpt")
+    assert export_main(["onnx", str(tmp_path / "ckpt"), str(tmp_path / "out")]) == 2
+    assert "already holds a model.onnx; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "out" / "model.onnx").read_text() == "mine"
+    assert export_main(["onnx", str(tmp_path / "missing"), str(tmp_path / "other")]) == 2
+    assert "cannot load the config of" in capsys.readouterr().err and not (tmp_path / "other").exists()

@@ -1,0 +1,177 @@
+"""ONNX export of a ScratchBert checkpoint, checked in onnxruntime before it is kept.
+
+    python -m scratchbert.export onnx CKPT OUT                                # the head CKPT was saved with
+    python -m scratchbert.export onnx CKPT OUT --task fill-mask               # feature-extraction, fill-mask, text-classification
+
+Built on torch.onnx.export (the dynamo exporter, which torch recommends; optimum has no exporter for a custom
+model type without a hand-written ONNX config, and the model is plain torch) with dynamic batch and sequence axes.
+Inputs are `input_ids`, `attention_mask`, `token_type_ids` ([batch, sequence], int64); outputs
+`last_hidden_state` (+ `pooler_output`), or `logits`. Every layout exports (BERT's, ALiBi, pre-LN): the
+unpadded path is switched off (its shapes depend on the data), the padded path computes the same numbers.
+Before anything lands in OUT, onnxruntime runs the graph on padded batches of several shapes and its outputs
+must match PyTorch's to `--tolerance` (1e-4 in fp32); OUT gets `model.onnx`, the config and the tokenizer.
+Needs the `onnx` extra: pip install "scratchbert[onnx]" (onnx, onnxscript, onnxruntime).
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from . import modeling_scratchbert  # noqa: F401  (the Auto classes)
+
+TASKS = {
+    "feature-extraction": (AutoModel, ("last_hidden_state", "pooler_output")),
+    "fill-mask": (AutoModelForMaskedLM, ("logits",)),
+    "text-classification": (AutoModelForSequenceClassification, ("logits",)),
+}
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+CHECK_SHAPES = ((1, 7), (3, 16), (2, 48))  # (batch, sequence) of the onnxruntime check, each with padding
+
+
+class ExportError(ValueError):
+    """An export that cannot be made or does not match PyTorch; the message says which."""
+
+
+def task_of(config) -> str:
+    """The task a checkpoint was saved for: its head's, as `architectures[0]` names it."""
+    head = (config.architectures or ["ScratchBertModel"])[0]
+    if "SequenceClassification" in head:
+        return "text-classification"
+    if "MaskedLM" in head or "PreTraining" in head:
+        return "fill-mask"
+    return "feature-extraction"
+
+
+class OnnxInterface(torch.nn.Module):
+    """The model with positional tensor inputs and a tuple of named outputs: the signature the graph gets."""
+
+    def __init__(self, model: torch.nn.Module, output_names: tuple[str, ...]):
+        super().__init__()
+        self.model, self.output_names = model, output_names
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return tuple(outputs[name] for name in self.output_names)
+
+
+def padded_batch(config, batch_size: int, seq_len: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random ids with two segments; every row after the first is right-padded by a different amount."""
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, config.vocab_size, (batch_size, seq_len), generator=g)
+    attention_mask = torch.ones_like(input_ids)
+    for row in range(1, batch_size):
+        attention_mask[row, max(1, seq_len - 3 * row):] = 0
+    token_type_ids = torch.zeros_like(input_ids)
+    token_type_ids[:, seq_len // 2:] = 1
+    return {"input_ids": input_ids.masked_fill(attention_mask == 0, config.pad_token_id or 0),
+            "attention_mask": attention_mask, "token_type_ids": token_type_ids * attention_mask}
+
+
+def load_for_export(checkpoint: str, task: str | None):
+    try:
+        config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=True)
+    except Exception as error:
+        raise ExportError(f"cannot load the config of {checkpoint}: {error}") from None
+    if config.model_type != "scratchbert":
+        raise ExportError(f"{checkpoint} holds a {config.model_type!r} model, not a ScratchBert")
+    task = task or task_of(config)
+    auto_class, output_names = TASKS[task]
+    config.unpad_inputs = False  # data-dependent shapes; the padded path gives the same outputs
+    model = auto_class.from_pretrained(checkpoint, config=config, trust_remote_code=True).eval().float()
+    if task == "feature-extraction" and model.pooler is None:
+        output_names = ("last_hidden_state",)  # classifier_pooling "mean" checkpoints have no pooler
+    return model, task, output_names
+
+
+def check_in_onnxruntime(path: Path, model, output_names, tolerance: float) -> float:
+    """The largest difference from PyTorch over real tokens of several padded shapes; raises past `tolerance`."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for batch_size, seq_len in CHECK_SHAPES:
+        batch = padded_batch(model.config, batch_size, seq_len, seed=seq_len)
+        with torch.no_grad():
+            expected = OnnxInterface(model, output_names)(*(batch[n] for n in INPUT_NAMES))
+        got = session.run(list(output_names), {n: batch[n].numpy() for n in INPUT_NAMES})
+        real = batch["attention_mask"].numpy().astype(bool)
+        for name, want, have in zip(output_names, expected, got):
+            want = want.numpy()
+            diff = np.abs(have - want)[real] if want.ndim == 3 else np.abs(have - want)  # padding positions are free
+            worst = max(worst, float(diff.max()))
+            if not worst <= tolerance:
+                raise ExportError(f"onnxruntime's {name} differs from PyTorch's by {worst:.2e} at batch {batch_size}, "
+                                  f"sequence {seq_len} (tolerance {tolerance:.0e}); nothing was written")
+    return worst
+
+
+def export_onnx(checkpoint: str, out: str | Path, task: str | None = None, opset: int = 18, tolerance: float = 1e-4,
+                overwrite: bool = False) -> dict:
+    """Export `checkpoint` to `out`/model.onnx (with its config and tokenizer); returns what was checked."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise ExportError(f"ONNX export needs onnx, onnxscript and onnxruntime ({error.name} is missing): "
+                          'pip install "scratchbert[onnx]"') from None
+    out = Path(out)
+    if out.exists() and (out / "model.onnx").exists() and not overwrite:
+        raise ExportError(f"{out} already holds a model.onnx; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file, not a folder")
+    model, task, output_names = load_for_export(checkpoint, task)
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    example = padded_batch(model.config, 2, 16)
+    with tempfile.TemporaryDirectory() as staging:
+        path = Path(staging) / "model.onnx"
+        program = torch.onnx.export(
+            OnnxInterface(model, output_names), tuple(example[n] for n in INPUT_NAMES), input_names=list(INPUT_NAMES),
+            output_names=list(output_names), dynamic_shapes=tuple({0: batch, 1: sequence} for _ in INPUT_NAMES),
+            opset_version=opset, dynamo=True,
+        )
+        program.save(str(path))
+        difference = check_in_onnxruntime(path, model, output_names, tolerance)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), out / "model.onnx")
+    model.config.save_pretrained(out)
+    try:
+        AutoTokenizer.from_pretrained(checkpoint).save_pretrained(out)
+    except (OSError, ValueError):
+        pass  # a checkpoint without a tokenizer: the graph alone
+    report = {"task": task, "inputs": list(INPUT_NAMES), "outputs": list(output_names), "opset": opset,
+              "max_difference_vs_pytorch": difference, "checked_shapes": [list(s) for s in CHECK_SHAPES]}
+    (out / "onnx_export.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scratchbert.export", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="format", required=True)
+    onnx_parser = sub.add_parser("onnx", help="CKPT -> OUT/model.onnx, checked in onnxruntime")
+    onnx_parser.add_argument("checkpoint")
+    onnx_parser.add_argument("out")
+    onnx_parser.add_argument("--task", choices=sorted(TASKS), help="default: the head the checkpoint was saved with")
+    onnx_parser.add_argument("--opset", type=int, default=18)
+    onnx_parser.add_argument("--tolerance", type=float, default=1e-4, help="largest difference from PyTorch allowed")
+    onnx_parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT/model.onnx")
+    args = parser.parse_args(argv)
+    try:
+        report = export_onnx(args.checkpoint, args.out, args.task, args.opset, args.tolerance, args.overwrite)
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}/model.onnx ({report['task']}; outputs {', '.join(report['outputs'])}; "
+          f"largest difference from PyTorch in onnxruntime {report['max_difference_vs_pytorch']:.1e})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
