@@ -520,6 +520,8 @@ def save_final_model(trainer: Trainer, output_dir: Path):
             if failure is None:
                 names = sorted(p.name for p in staging.iterdir())
                 for name in sorted(names, key=lambda n: n == "config.json"):  # config.json last
+                    if (staging / name).is_dir() and (output_dir / name).is_dir():
+                        shutil.rmtree(output_dir / name)  # a sub-folder (1_Pooling/) replaces its older copy whole
                     os.replace(staging / name, output_dir / name)
         except OSError as error:
             failure = error

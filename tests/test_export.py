@@ -63,10 +63,10 @@ def test_save_writes_full_auto_map_and_code(tmp_path):
     assert (tmp_path / "configuration_scratchbert.py").is_file()
 
 
-def test_modeling_file_imports_only_torch_transformers_and_config():
+def test_modeling_file_imports_only_torch_transformers_config_and_the_standard_library():
     source = (REPO_ROOT / "scratchbert" / "modeling_scratchbert.py").read_text()
     imports = [line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))]
-    assert all(name.split(".")[0] in {"torch", "transformers", "dataclasses"} or name == ".configuration_scratchbert" for name in imports), imports
+    assert all(name.split(".")[0] in {"torch", "transformers", "dataclasses", "json", "os"} or name == ".configuration_scratchbert" for name in imports), imports
     assert not any("models.bert" in name for name in imports)
 
 
