@@ -105,7 +105,11 @@ def model_pair(head: str, config, **scratch_options):
     scratch_config = scratchbert.ScratchBertConfig(**{**config.to_dict(), **scratch_options})
     scratch = getattr(scratchbert, f"ScratchBert{head}")(scratch_config)
     state = bert_to_scratchbert_state_dict(bert.state_dict())
-    scratch.load_state_dict(state, strict=False)
+    if head == "Model":  # the bare encoder's own keys carry no `scratchbert.` prefix
+        state = {k.removeprefix("scratchbert."): v for k, v in state.items()}
+    missing, unexpected = scratch.load_state_dict(state, strict=False)
+    if set(missing) - {"mlm_head.decoder.weight"} or unexpected:  # the decoder is tied to the word embeddings
+        raise RuntimeError(f"{head}: weights not carried over: missing {missing}, unexpected {unexpected}")
     return scratch, bert
 
 

@@ -25,7 +25,8 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scratchbert  # noqa: E402
-from scratchbert.convert import bert_to_scratchbert_state_dict, scratchbert_config_to_bert  # noqa: E402
+from bench_vs_transformers import model_pair  # noqa: E402  (identical weights through the conversion mapping)
+from scratchbert.export import padded_batch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 HEADS = {  # head -> the outputs compared
@@ -41,31 +42,12 @@ HEADS = {  # head -> the outputs compared
 BF16_TOLERANCE = 0.1  # largest |difference| allowed under bf16 autocast, on outputs of order 1
 
 
-def model_pair(head: str, config):
-    """(ScratchBert, transformers BERT) of one head with identical weights, through the conversion mapping."""
-    bert = getattr(transformers, f"Bert{head}")(scratchbert_config_to_bert(config))
-    scratch = getattr(scratchbert, f"ScratchBert{head}")(config)
-    state = bert_to_scratchbert_state_dict(bert.state_dict())
-    if head == "Model":  # the bare encoder's own keys carry no `scratchbert.` prefix
-        state = {k.removeprefix("scratchbert."): v for k, v in state.items()}
-    missing, unexpected = scratch.load_state_dict(state, strict=False)
-    tied = {"mlm_head.decoder.weight"}  # tied to the word embeddings, loaded through them
-    if set(missing) - tied or unexpected:
-        raise RuntimeError(f"{head}: weights not carried over: missing {missing}, unexpected {unexpected}")
-    return scratch, bert
-
-
-def padded_inputs(config, batch_size, seq_len, device, choices=None, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    shape = (batch_size, choices, seq_len) if choices else (batch_size, seq_len)
-    input_ids = torch.randint(5, config.vocab_size, shape, generator=g)
-    attention_mask = torch.ones_like(input_ids)
-    attention_mask[..., seq_len - seq_len // 3:] = 0
-    attention_mask[0, ...] = 1  # one row without padding
-    token_type_ids = torch.zeros_like(input_ids)
-    token_type_ids[..., seq_len // 2:] = 1
-    return {k: v.to(device) for k, v in {"input_ids": input_ids.masked_fill(attention_mask == 0, 0),
-                                         "attention_mask": attention_mask, "token_type_ids": token_type_ids * attention_mask}.items()}
+def padded_inputs(config, batch_size, seq_len, device, choices=None):
+    """scratchbert.export's padded batch (rows padded by different amounts), repeated over `choices` when given."""
+    batch = padded_batch(config, batch_size, seq_len)
+    if choices:
+        batch = {k: v.unsqueeze(1).expand(-1, choices, -1).contiguous() for k, v in batch.items()}  # [B, C, T]
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def largest_difference(a, b, mask) -> float:

@@ -302,6 +302,29 @@ def check_checkpoint(path: str):
         raise ConfigError(f"{path} holds a {model_type!r} model, not a ScratchBert (or a BERT to convert)")
 
 
+def checkpoint_config(path: str, trust_remote_code: bool):
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as error:
+        raise ConfigError(f"cannot load the config of {path}: {error}") from None
+
+
+def head_from_checkpoint(auto_class, config, model_args, tokenizer, label_kwargs: dict):
+    """`auto_class` (a sequence or token classification head) on the checkpoint's encoder, or on the same
+    architecture from random weights with `random_init` (the baseline); labels from `label_kwargs`."""
+    if config.vocab_size != len(tokenizer):
+        raise ConfigError(f"the checkpoint's vocab_size ({config.vocab_size}) does not match the tokenizer's {len(tokenizer)} tokens")
+    path = model_args.model_name_or_path
+    if model_args.random_init:
+        logger.warning("random_init: the architecture of %s with random weights", path)
+        config.update(label_kwargs)
+        return auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    try:
+        return auto_class.from_pretrained(path, trust_remote_code=model_args.trust_remote_code, **label_kwargs)
+    except Exception as error:  # corrupt or mismatched weights: name the checkpoint, not a library frame
+        raise ConfigError(f"cannot load {path}: {type(error).__name__}: {error}") from None
+
+
 def build_model(model_args: ModelArguments, tokenizer, label_names: list[str] | None):
     num_labels = 1 if label_names is None else len(label_names)
     label_kwargs = {"num_labels": num_labels, "problem_type": "regression" if label_names is None else "single_label_classification"}
@@ -313,10 +336,7 @@ def build_model(model_args: ModelArguments, tokenizer, label_names: list[str] | 
         label_kwargs["classifier_pooling"] = model_args.classifier_pooling
 
     if model_args.model_name_or_path:
-        try:
-            config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
-        except Exception as error:
-            raise ConfigError(f"cannot load the config of {model_args.model_name_or_path}: {error}") from None
+        config = checkpoint_config(model_args.model_name_or_path, model_args.trust_remote_code)
         saved_labels = getattr(config, "id2label", None)
         trained_head = any("ForSequenceClassification" in a for a in (config.architectures or []))
         if trained_head and saved_labels and len(saved_labels) != num_labels:
@@ -324,21 +344,7 @@ def build_model(model_args: ModelArguments, tokenizer, label_names: list[str] | 
                 f"{model_args.model_name_or_path} classifies into {len(saved_labels)} labels "
                 f"({', '.join(map(str, saved_labels.values()))}) but the data has {num_labels}"
             )
-        if config.vocab_size != len(tokenizer):
-            raise ConfigError(
-                f"the checkpoint's vocab_size ({config.vocab_size}) does not match the tokenizer's {len(tokenizer)} tokens"
-            )
-        if model_args.random_init:
-            logger.warning("random_init: the architecture of %s with random weights", model_args.model_name_or_path)
-            config.update(label_kwargs)
-            model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
-        else:
-            try:
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **label_kwargs
-                )
-            except Exception as error:  # corrupt or mismatched weights: name the checkpoint, not a library frame
-                raise ConfigError(f"cannot load {model_args.model_name_or_path}: {type(error).__name__}: {error}") from None
+        model = head_from_checkpoint(AutoModelForSequenceClassification, config, model_args, tokenizer, label_kwargs)
     else:
         logger.warning(
             "No model_name_or_path: fine-tuning a freshly initialised ScratchBert. Expect far lower scores than "

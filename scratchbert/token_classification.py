@@ -18,9 +18,9 @@ import datasets
 import numpy as np
 import transformers
 from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
-from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification
+from transformers import AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification
 
-from .classification import check_checkpoint
+from .classification import check_checkpoint, checkpoint_config, head_from_checkpoint
 from .cli import ConfigError, packaged_config, parse_config
 from .model_cards import front_matter, hub_id_or_none
 from .runs import (
@@ -187,23 +187,10 @@ def build_model(model_args: ModelArguments, tokenizer, tag_names: list[str]):
                     "label2id": {t: i for i, t in enumerate(tag_names)}}
     if model_args.classifier_dropout is not None:
         label_kwargs["classifier_dropout"] = model_args.classifier_dropout
-    path = model_args.model_name_or_path
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
-    except Exception as error:
-        raise ConfigError(f"cannot load the config of {path}: {error}") from None
+    config = checkpoint_config(model_args.model_name_or_path, model_args.trust_remote_code)
     if config.model_type != "scratchbert":
-        raise ConfigError(f"{path} is not a ScratchBert model")
-    if config.vocab_size != len(tokenizer):
-        raise ConfigError(f"the checkpoint's vocab_size ({config.vocab_size}) does not match the tokenizer's {len(tokenizer)} tokens")
-    if model_args.random_init:
-        logger.warning("random_init: the architecture of %s with random weights", path)
-        config.update(label_kwargs)
-        return AutoModelForTokenClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
-    try:
-        return AutoModelForTokenClassification.from_pretrained(path, trust_remote_code=model_args.trust_remote_code, **label_kwargs)
-    except Exception as error:  # corrupt or mismatched weights: name the checkpoint, not a library frame
-        raise ConfigError(f"cannot load {path}: {type(error).__name__}: {error}") from None
+        raise ConfigError(f"{model_args.model_name_or_path} is not a ScratchBert model")
+    return head_from_checkpoint(AutoModelForTokenClassification, config, model_args, tokenizer, label_kwargs)
 
 
 def make_compute_metrics(tag_names: list[str]):
