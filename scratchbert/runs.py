@@ -1,5 +1,6 @@
 """What both training scripts share: run options, output-folder checks, logging, checkpoints, the Hub."""
 
+import gc
 import json
 import logging
 import logging.handlers
@@ -614,10 +615,26 @@ def publish_results(output_dir: Path, results: dict, run_args: RunArguments, tra
     logger.info("Results: %s", text)
 
 
+def end_process_group():
+    """Destroy the process group, and free its worker threads, while the interpreter is still whole.
+
+    Left to interpreter exit, a gloo worker thread can still be dropping the tensors of the last all_gather when
+    Python finalizes; it cannot take the GIL and aborts the rank ("terminate called without an active exception",
+    exit -6; pytorch/pytorch#190489), failing a run that had saved everything. destroy_process_group alone is not
+    enough: the Trainer's DDP wrapper holds the group too, so the collection here frees it (its destructor joins
+    the worker threads without the GIL). transformers' Trainer.end() (5.24+) destroys the group but not the wrapper.
+    """
+    gc.collect()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    gc.collect()
+
+
 def script_main(run, argv, input_errors: tuple) -> int:
     """Run a script: bad input -> exit 2, training stopped (NaN, failed write) -> exit 3, each with one `error:` line."""
     try:
         run(argv)
+        end_process_group()  # after run() returned: its Trainer (and DDP wrapper) are garbage now
     except input_errors as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

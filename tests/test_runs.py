@@ -28,6 +28,7 @@ from scratchbert.runs import (
     is_complete_checkpoint,
     latest_complete_checkpoint,
     save_final_model,
+    script_main,
     tokenizer_for_run,
 )
 from conftest import REPO_ROOT, run_on_ranks, tiny_config
@@ -307,6 +308,27 @@ def test_every_rank_uses_rank_zeros_tokenizer(tmp_path):
     assert "rank0" in ranks[0]["vocab"] and ranks[1]["vocab"] == ranks[0]["vocab"]
     # Rank 0's failure reaches every rank as its own error, instead of leaving them waiting.
     assert ranks[0]["error"] == ranks[1]["error"] == "no tokenizer at /nowhere"
+
+
+def ddp_script_ranks(rank, world_size, out):
+    import torch.distributed as dist
+
+    def run(argv):  # a script's run(): a DDP model whose last collective is an all_gather of Python tensors
+        dist.init_process_group("gloo")
+        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+        model(torch.ones(1, 2)).sum().backward()
+        gathered = [torch.zeros(1) for _ in range(world_size)]
+        dist.all_gather(gathered, torch.ones(1) * rank)
+
+    code = script_main(run, [], ())
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps({"code": code, "initialized": dist.is_initialized()}))
+
+
+def test_a_script_ends_its_process_group_before_the_interpreter_exits(tmp_path):
+    # Left to interpreter exit, a gloo worker can abort the rank (-6) after everything was saved: seen in CI.
+    run_on_ranks(ddp_script_ranks, str(tmp_path))
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == {"code": 0, "initialized": False}
 
 
 class NanOnRankOne(GuardedTrainer):

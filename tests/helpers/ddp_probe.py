@@ -15,6 +15,7 @@ from transformers import AutoTokenizer, Trainer, TrainingArguments
 from scratchbert import ScratchBertConfig, ScratchBertForPreTraining, train_wordpiece_tokenizer
 from scratchbert.corpus import load_documents
 from scratchbert.pretraining_data import DataCollatorForPretraining, build_dataset
+from scratchbert.runs import end_process_group
 
 out_dir = sys.argv[1]
 
@@ -49,3 +50,5 @@ report = {"rank": dist.get_rank(), "world_size": dist.get_world_size(), "backend
           "first_batch": trainer.first_batch, "weights": weights, "args_world_size": args.world_size}
 with open(f"{out_dir}/rank{dist.get_rank()}.json", "w") as f:
     json.dump(report, f)
+del trainer
+end_process_group()  # as the scripts do: a gloo group left to interpreter exit can abort a rank
