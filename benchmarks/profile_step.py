@@ -2,6 +2,7 @@
 
     python benchmarks/profile_step.py                                # the recipe's shape and BERT-base's, bf16 + fp32
     python benchmarks/profile_step.py --shapes recipe --dtypes bf16 --compile
+    python benchmarks/profile_step.py --dtypes bf16 --attention --json benchmarks/results/profile_attention.json
 
 For each shape and dtype, on real batches (the Wikipedia sample when ../shared/data is present, else the offline
 corpus), with fused AdamW as every config uses:
@@ -14,7 +15,9 @@ corpus), with fused AdamW as every config uses:
    encoder's output, the optimizer step, and the data path (collating and masking one batch, which the
    Trainer's loader does before the step; a share of the step's time, not a part of it);
 4. with --compile: the same step with torch.compile(model) against eager, alternated in one process; compile
-   time is reported apart and not counted in the throughput.
+   time is reported apart and not counted in the throughput;
+5. with --attention (bf16 only): the step with attention spelled out as matmuls and a softmax, the model's path for
+   bf16 training on CPU, against SDPA everywhere, same weights and batches, alternated in one process.
 Results go to benchmarks/results/profile.json; docs/performance.md holds the figures and what they say.
 """
 
@@ -169,6 +172,8 @@ def profile_shape(name, options, documents, tokenizer, args) -> dict:
         }
         if args.compile:
             entry["compile"] = compile_comparison(config, batches, bf16, args)
+        if args.attention and bf16:
+            entry["attention"] = attention_comparison(model, optimizer, batches, bf16, args)
         result["dtypes"][dtype] = entry
         print(f"\n{name}, {dtype}: {entry['ms_per_step']:.1f} ms/step, {entry['tokens_per_second']:.0f} tokens/s", flush=True)
         for kind, share in entry["op_kinds"].items():
@@ -179,6 +184,10 @@ def profile_shape(name, options, documents, tokenizer, args) -> dict:
             c = entry["compile"]
             print(f"  torch.compile: {c['compiled_tokens_per_second']:.0f} vs eager {c['eager_tokens_per_second']:.0f} "
                   f"tokens/s ({c['speedup']:.2f}x), compile time {c['compile_seconds']:.0f} s")
+        if "attention" in entry:
+            a = entry["attention"]
+            print(f"  attention spelled out: {a['explicit_tokens_per_second']:.0f} vs SDPA {a['sdpa_tokens_per_second']:.0f} "
+                  f"tokens/s ({a['speedup']:.2f}x)")
     return result
 
 
@@ -207,6 +216,27 @@ def compile_comparison(config, batches, bf16, args) -> dict:
             "speedup": compiled_rate / eager_rate, "compile_seconds": compile_seconds}
 
 
+def attention_comparison(model, optimizer, batches, bf16, args) -> dict:
+    """The model's own path for bf16 training on CPU (attention as matmuls + softmax) against SDPA everywhere.
+
+    One model and optimizer, the class-wide switch flipped between rounds: same weights, batches and allocator.
+    """
+    attention = scratchbert.modeling_scratchbert.ScratchBertSelfAttention
+    rates = {"sdpa": [], "explicit": []}
+    try:
+        for _ in range(args.rounds):
+            for path in rates:
+                attention.explicit_softmax_for_cpu_bf16_training = path == "explicit"
+                train_step(model, optimizer, batches[0], bf16)  # warm-up for this path's kernels
+                rates[path].append(1 / median_seconds(lambda b: train_step(model, optimizer, b, bf16), batches[2:]))
+    finally:
+        attention.explicit_softmax_for_cpu_bf16_training = True
+    tokens = args.batch * args.seq
+    sdpa_rate, explicit_rate = tokens * statistics.median(rates["sdpa"]), tokens * statistics.median(rates["explicit"])
+    return {"sdpa_tokens_per_second": sdpa_rate, "explicit_tokens_per_second": explicit_rate,
+            "speedup": explicit_rate / sdpa_rate}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default="recipe,bert-base", help=f"comma-separated, of {', '.join(SHAPES)}")
@@ -216,6 +246,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=4, help="timed steps per figure (after 2 warm-up steps)")
     parser.add_argument("--rounds", type=int, default=3, help="eager/compiled alternations with --compile")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(model) against eager")
+    parser.add_argument("--attention", action="store_true",
+                        help="also time attention spelled out (bf16 training on CPU) against SDPA")
     parser.add_argument("--json", default=str(REPO_ROOT / "benchmarks" / "results" / "profile.json"))
     args = parser.parse_args(argv)
     args.dtypes = args.dtypes.split(",")

@@ -139,7 +139,16 @@ class ScratchBertSelfAttention(nn.Module):
 
     The default path is torch's scaled_dot_product_attention; `attn_implementation="eager"` (or asking for
     attention probabilities) spells the softmax out. Both compute the same function.
+
+    One exception to the default: training in bf16 on a CPU spells the softmax out too. There SDPA's
+    backward (its flash-attention kernel for CPU) takes 3-4x longer than two batched matmuls and a softmax,
+    which run on the CPU's bf16 matmul units: at the 30-minute recipe's shape, 25 ms against 9 ms per layer for
+    forward and backward, a third of the whole step (benchmarks/profile_step.py, docs/performance.md). SDPA's
+    forward is the faster one, so inference keeps it, as do fp32, fp16 and every GPU.
     """
+
+    # Class-wide switch, for benchmarks that time SDPA against the spelled-out path in one process.
+    explicit_softmax_for_cpu_bf16_training = True
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__()
@@ -163,11 +172,19 @@ class ScratchBertSelfAttention(nn.Module):
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         dropout_prob = self.dropout_prob if self.training else 0.0
 
-        if self.config._attn_implementation == "eager" or output_attentions:
-            scores = torch.matmul(query, key.transpose(-1, -2)) * self.head_dim**-0.5  # [B, heads, T, T]
+        cpu_bf16_training = (
+            self.explicit_softmax_for_cpu_bf16_training
+            and query.device.type == "cpu"
+            and query.dtype == torch.bfloat16
+            and torch.is_grad_enabled()
+        )
+        if self.config._attn_implementation == "eager" or output_attentions or cpu_bf16_training:
+            # Scaling the query ([B, heads, T, head_dim]) is cheaper than scaling the scores ([B, heads, T, T]).
+            scores = torch.matmul(query * self.head_dim**-0.5, key.transpose(-1, -2))  # [B, heads, T, T]
             if attention_bias is not None:
                 scores = scores + attention_bias
-            probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+            # In bf16/fp16 the softmax kernels accumulate in fp32 and round only their output.
+            probs = F.softmax(scores, dim=-1)
             context = torch.matmul(F.dropout(probs, p=dropout_prob, training=self.training), value)
         else:
             probs = None

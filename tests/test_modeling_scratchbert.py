@@ -198,6 +198,45 @@ def test_eager_equals_sdpa(config):
     torch.testing.assert_close(a.seq_relationship_logits, b.seq_relationship_logits, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("layout", [{}, {"attention_position_bias": "alibi"}, {"unpad_inputs": True}])
+def test_cpu_bf16_training_spells_attention_out_and_equals_sdpa(layout, monkeypatch):
+    """The CPU bf16 training path (SDPA's bf16 backward is slow on CPU) computes what SDPA computes, grads too."""
+    from scratchbert import modeling_scratchbert
+
+    config = tiny_config(attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0, **layout)
+    torch.manual_seed(0)
+    model = ScratchBertForPreTraining(config).train()
+    batch = make_batch(config)
+    labels = mlm_labels(batch)
+    sdpa_calls = []
+    real_sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(modeling_scratchbert.F, "scaled_dot_product_attention",
+                        lambda *a, **k: sdpa_calls.append(1) or real_sdpa(*a, **k))
+
+    def loss_and_grads(explicit: bool):
+        monkeypatch.setattr(modeling_scratchbert.ScratchBertSelfAttention, "explicit_softmax_for_cpu_bf16_training", explicit)
+        model.zero_grad()
+        sdpa_calls.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 0])).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, len(sdpa_calls)
+
+    sdpa_loss, sdpa_grads, sdpa_count = loss_and_grads(explicit=False)
+    loss, grads, count = loss_and_grads(explicit=True)
+    assert sdpa_count == config.num_hidden_layers and count == 0, "training in bf16 on CPU skips SDPA"
+    torch.testing.assert_close(loss, sdpa_loss, atol=2e-2, rtol=1e-2)  # bf16's tolerance
+    for name, grad in grads.items():
+        scale = sdpa_grads[name].abs().max().item() + 1e-6
+        assert (grad - sdpa_grads[name]).abs().max().item() <= 0.05 * scale, name
+    # Inference and fp32 keep SDPA.
+    sdpa_calls.clear()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(**batch)
+    model(**batch, labels=labels).loss.backward()
+    assert len(sdpa_calls) == 2 * config.num_hidden_layers
+
+
 def test_padding_invariance_and_all_padding_row(config):
     torch.manual_seed(0)
     model = ScratchBertModel(config).eval()

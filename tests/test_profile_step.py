@@ -27,7 +27,8 @@ def test_ops_are_sorted_into_kinds():
 @pytest.mark.slow
 def test_the_profile_reports_every_share(tmp_path):
     out = tmp_path / "profile.json"
-    profile_step.main(["--shapes", "tiny", "--dtypes", "fp32,bf16", "--batch", "4", "--steps", "2", "--json", str(out)])
+    profile_step.main(["--shapes", "tiny", "--dtypes", "fp32,bf16", "--batch", "4", "--steps", "2", "--rounds", "1",
+                       "--attention", "--json", str(out)])
     report = json.loads(out.read_text())
     for dtype in ("fp32", "bf16"):
         entry = report["shapes"]["tiny"]["dtypes"][dtype]
@@ -35,6 +36,13 @@ def test_the_profile_reports_every_share(tmp_path):
         assert abs(sum(entry["op_kinds"].values()) - 1) < 1e-6
         assert {"matmul", "attention", "optimizer"} <= set(entry["op_kinds"])
         assert all(share > 0 for share in entry["parts"].values()), entry["parts"]
+    # The attention comparison is a bf16 one (fp32 has one path) and leaves the model's switch as it found it.
+    assert "attention" not in report["shapes"]["tiny"]["dtypes"]["fp32"]
+    comparison = report["shapes"]["tiny"]["dtypes"]["bf16"]["attention"]
+    assert comparison["sdpa_tokens_per_second"] > 0 and comparison["explicit_tokens_per_second"] > 0
+    from scratchbert.modeling_scratchbert import ScratchBertSelfAttention
+
+    assert ScratchBertSelfAttention.explicit_softmax_for_cpu_bf16_training is True
 
 
 def test_unknown_shapes_are_refused_by_name(capsys):
