@@ -51,8 +51,9 @@ SHAPES = {
 
 # Op name (aten::...) -> kind. The first rule whose words occur in the name decides; the rest is "other".
 KINDS = (
-    ("attention", ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax_backward", "aten::_softmax")),
+    # The loss before attention: "aten::_log_softmax_backward_data" holds attention's "softmax_backward" too.
     ("loss", ("log_softmax", "nll_loss", "cross_entropy")),
+    ("attention", ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax_backward", "aten::_softmax")),
     ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm", "mkldnn")),
     ("layer norm", ("layer_norm",)),
     ("optimizer", ("adam", "_foreach")),

@@ -17,6 +17,8 @@ def test_ops_are_sorted_into_kinds():
     assert profile_step.kind_of("aten::_scaled_dot_product_flash_attention_for_cpu_backward") == "attention"
     assert profile_step.kind_of("aten::native_layer_norm_backward") == "layer norm"
     assert profile_step.kind_of("aten::_log_softmax") == "loss"
+    assert profile_step.kind_of("aten::_log_softmax_backward_data") == "loss"
+    assert profile_step.kind_of("aten::_softmax_backward_data") == "attention"  # the spelled-out attention's
     assert profile_step.kind_of("aten::_fused_adamw_") == "optimizer"
     assert profile_step.kind_of("aten::_to_copy") == "casts and copies"
     assert profile_step.kind_of("aten::embedding_dense_backward") == "embedding and indexing"
