@@ -14,19 +14,19 @@ import time
 import torch
 import torch.nn.functional as F
 
+from scratchbert.modeling_scratchbert import alibi_bias, attention_bias
+
 B, HEADS, T, D = 32, 4, 128, 64
 
 
-def alibi(dtype):
-    slopes = torch.tensor([2 ** (-8 * (i + 1) / HEADS) for i in range(HEADS)])
-    distance = (torch.arange(T)[None, :] - torch.arange(T)[:, None]).abs()
-    return (-distance[None] * slopes[:, None, None])[None].to(dtype)  # [1, heads, T, T]
+def alibi(dtype):  # [1, heads, T, T], the model's own ALiBi bias
+    return alibi_bias(num_heads=HEADS, seq_len=T, device="cpu", dtype=dtype)
 
 
-def padding(dtype):
-    keep = torch.ones(B, T, dtype=torch.bool)
-    keep[:, 100:] = False
-    return torch.zeros(B, 1, 1, T, dtype=dtype).masked_fill(~keep[:, None, None, :], torch.finfo(dtype).min)
+def padding(dtype):  # [B, 1, 1, T], the model's own padding bias: the last 28 positions are padding
+    attention_mask = torch.ones(B, T, dtype=torch.long)
+    attention_mask[:, 100:] = 0
+    return attention_bias(attention_mask, dtype)
 
 
 def sdpa(q, k, v, bias):

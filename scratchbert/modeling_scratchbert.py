@@ -143,8 +143,8 @@ class ScratchBertSelfAttention(nn.Module):
     One exception to the default: training in bf16 on a CPU spells the softmax out too. There SDPA's
     backward (its flash-attention kernel for CPU) takes 3-4x longer than two batched matmuls and a softmax,
     which run on the CPU's bf16 matmul units: at the 30-minute recipe's shape, 25 ms against 9 ms per layer for
-    forward and backward, a third of the whole step (benchmarks/profile_step.py, docs/performance.md). SDPA's
-    forward is the faster one, so inference keeps it, as do fp32, fp16 and every GPU.
+    forward and backward (benchmarks/attention_cpu_bf16.py), a third of the whole step (benchmarks/profile_step.py;
+    docs/performance.md). SDPA's forward is the faster one, so inference keeps it, as do fp32, fp16 and every GPU.
     """
 
     # Class-wide switch, for benchmarks that time SDPA against the spelled-out path in one process.
