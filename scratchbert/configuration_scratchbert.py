@@ -11,6 +11,7 @@ POSITION_EMBEDDING_INITS = ("normal", "sinusoidal")
 LAYER_NORM_POSITIONS = ("post", "pre")
 ATTENTION_POSITION_BIASES = ("none", "alibi")
 CLASSIFIER_POOLINGS = ("cls", "mean")
+FEED_FORWARD_TYPES = ("mlp", "glu")
 
 
 class ScratchBertConfig(PreTrainedConfig):
@@ -41,6 +42,13 @@ class ScratchBertConfig(PreTrainedConfig):
             a final LayerNorm after the last layer, as in GPT-2, Cramming and most recent encoders). Pre-LN keeps the
             residual path free of normalisation, so it trains stably at higher learning rates. It has no BERT layout:
             `scratchbert.convert` refuses it.
+        feed_forward_type: "mlp" (BERT's: ffn_out(act(ffn_in(x)))) or "glu" (a gated linear unit, GeGLU with
+            hidden_act "gelu", as in Cramming, MosaicBERT and ModernBERT: ffn_in projects to 2 * intermediate_size,
+            half of it gates the other, ffn_out(act(gate) * value)). At equal parameters a GLU block takes 2/3 of
+            the MLP's intermediate_size (1024 -> 683, say). No BERT layout: `scratchbert.convert` refuses it.
+        linear_bias: whether the encoder layers' linear layers (QKV, attention output, feed-forward) have biases.
+            False drops them (Cramming): fewer elementwise ops, a BERT-shaped model otherwise. LayerNorms, the
+            embeddings and the heads keep theirs. No BERT layout: `scratchbert.convert` refuses False.
         pad_token_id: id of [PAD]; its embedding row gets no gradient.
         classifier_dropout: dropout before classification heads; `None` means `hidden_dropout_prob`.
         classifier_pooling: what the sequence-classification head reads: "cls" (BERT's: the pooler, a dense + tanh
@@ -76,6 +84,8 @@ class ScratchBertConfig(PreTrainedConfig):
         layer_norm_eps: float = 1e-12,
         layer_norm_position: str = "post",
         attention_position_bias: str = "none",
+        feed_forward_type: str = "mlp",
+        linear_bias: bool = True,
         pad_token_id: int | None = 0,
         classifier_dropout: float | None = None,
         classifier_pooling: str = "cls",
@@ -101,6 +111,8 @@ class ScratchBertConfig(PreTrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.layer_norm_position = layer_norm_position
         self.attention_position_bias = attention_position_bias
+        self.feed_forward_type = feed_forward_type
+        self.linear_bias = linear_bias
         self.classifier_dropout = classifier_dropout
         self.classifier_pooling = classifier_pooling
         self.mlm_loss_weight = mlm_loss_weight
@@ -146,11 +158,14 @@ class ScratchBertConfig(PreTrainedConfig):
             ("attention_position_bias", ATTENTION_POSITION_BIASES),
             ("position_embedding_init", POSITION_EMBEDDING_INITS),
             ("classifier_pooling", CLASSIFIER_POOLINGS),
+            ("feed_forward_type", FEED_FORWARD_TYPES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(
                     f"ScratchBertConfig.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
                 )
+        if not isinstance(self.linear_bias, bool):
+            raise ValueError(f"ScratchBertConfig.linear_bias must be true or false, got {self.linear_bias!r}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"ScratchBertConfig.pad_token_id must be None or in [0, vocab_size={self.vocab_size}), "

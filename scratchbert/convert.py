@@ -183,11 +183,13 @@ BERT_LAYOUT = {
     "layer_norm_position": ("post", "BERT has post-LayerNorm layers only"),
     "attention_position_bias": ("none", "BERT's attention has no position bias"),
     "classifier_pooling": ("cls", "BERT's classifier reads the pooled [CLS] vector"),
+    "feed_forward_type": ("mlp", "BERT's feed-forward block is an ungated MLP"),
+    "linear_bias": (True, "every linear layer of BERT has a bias"),
 }
 
 
 def check_bert_layout(config: ScratchBertConfig, source="this model"):
-    """Refuse the architecture options BERT has no layout for (pre-LayerNorm layers, ALiBi attention)."""
+    """Refuse the architecture options BERT has no layout for (BERT_LAYOUT: pre-LayerNorm, ALiBi, GLU, ...)."""
     for option, (bert_value, reason) in BERT_LAYOUT.items():
         value = getattr(config, option)
         if value != bert_value:

@@ -155,8 +155,8 @@ class ScratchBertSelfAttention(nn.Module):
         self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
-        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.linear_bias)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size, bias=config.linear_bias)
         self.dropout_prob = config.attention_probs_dropout_prob
 
     def forward(self, hidden_states, attention_bias=None, output_attentions=False, unpadded=None, **kwargs):
@@ -200,30 +200,38 @@ class ScratchBertLayer(GradientCheckpointingLayer):
     """Post-LayerNorm transformer layer: x = LN(x + attn(x)); x = LN(x + FFN(x)), as in BERT.
 
     With config.layer_norm_position = "pre": x = x + attn(LN(x)); x = x + FFN(LN(x)) (same parameters, other order).
+    With config.feed_forward_type = "glu", FFN(x) = ffn_out(act(gate) * value), where [gate, value] = ffn_in(x).
     """
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__()
         self.pre_norm = config.layer_norm_position == "pre"
+        self.gated = config.feed_forward_type == "glu"
+        bias = config.linear_bias
         self.attention = ScratchBertSelfAttention(config)
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.ffn_in = nn.Linear(config.hidden_size, config.intermediate_size)
+        ffn_in_size = 2 * config.intermediate_size if self.gated else config.intermediate_size
+        self.ffn_in = nn.Linear(config.hidden_size, ffn_in_size, bias=bias)
         self.act = ACT2FN[config.hidden_act]
-        self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:  # [B, T, H] -> [B, T, H]
+        if self.gated:
+            gate, value = self.ffn_in(hidden_states).chunk(2, dim=-1)  # [B, T, I] each
+            return self.ffn_out(self.act(gate) * value)
+        return self.ffn_out(self.act(self.ffn_in(hidden_states)))  # via [B, T, I]
 
     def forward(self, hidden_states, attention_bias=None, **kwargs) -> torch.Tensor:
         # hidden_states: [B, T, H], or [R, H] on the unpadded path; everything but attention is per token.
         if self.pre_norm:
             attention_output, _ = self.attention(self.attention_norm(hidden_states), attention_bias, **kwargs)
             hidden_states = hidden_states + self.dropout(attention_output)
-            ffn_output = self.ffn_out(self.act(self.ffn_in(self.ffn_norm(hidden_states))))  # [B, T, I] -> [B, T, H]
-            return hidden_states + self.dropout(ffn_output)
+            return hidden_states + self.dropout(self.feed_forward(self.ffn_norm(hidden_states)))
         attention_output, _ = self.attention(hidden_states, attention_bias, **kwargs)
         hidden_states = self.attention_norm(hidden_states + self.dropout(attention_output))
-        ffn_output = self.ffn_out(self.act(self.ffn_in(hidden_states)))  # [B, T, I] -> [B, T, H]
-        return self.ffn_norm(hidden_states + self.dropout(ffn_output))
+        return self.ffn_norm(hidden_states + self.dropout(self.feed_forward(hidden_states)))
 
 
 class ScratchBertPooler(nn.Module):

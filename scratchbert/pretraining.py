@@ -97,6 +97,12 @@ class ModelArguments:
     position_embedding_init: str = field(
         default="normal", metadata={"help": "normal (BERT's) or sinusoidal: how fresh position embeddings start"}
     )
+    feed_forward_type: str = field(
+        default="mlp", metadata={"help": "mlp (BERT's) or glu (GeGLU; 2/3 the intermediate_size at equal parameters; not convertible to BERT)"}
+    )
+    linear_bias: bool = field(
+        default=True, metadata={"help": "Biases in the encoder layers' linear layers (false: none, as Cramming; not convertible to BERT)"}
+    )
     mlm_loss_weight: float = 1.0
     nsp_loss_weight: float = 1.0
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
@@ -130,7 +136,14 @@ class DataArguments:
     max_seq_length: int = 128
     short_seq_prob: float = field(default=0.1, metadata={"help": "Probability of a shorter target length, as in BERT"})
     dupe_factor: int = field(default=1, metadata={"help": "Times each document is used, with different pairs"})
-    mlm_probability: float = 0.15
+    mlm_probability: float = field(
+        default=0.15, metadata={"help": "Share of tokens masked in training (at the end, with mlm_probability_start)"}
+    )
+    mlm_probability_start: float | None = field(
+        default=None,
+        metadata={"help": "Masking rate at the start, falling linearly to mlm_probability over the run "
+                          "(Ankner et al. 2023: 0.3 -> 0.15); evaluation always masks 15 %"},
+    )
     whole_word_mask: bool = False
     mlm_only: bool = field(default=False, metadata={"help": "Train MLM alone (single segments, no NSP)"})
     shuffle_buffer_documents: int = field(
@@ -145,6 +158,10 @@ class DataArguments:
     def __post_init__(self):
         if self.max_seq_length < 8:
             raise ValueError(f"max_seq_length={self.max_seq_length} is too short for a sentence pair")
+        for name in ("mlm_probability", "mlm_probability_start"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise ValueError(f"{name}={value} must be a share of tokens in (0, 1)")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -383,7 +400,12 @@ def build_datasets(train_documents, eval_documents, tokenizer, data_args, traini
         raise ConfigError("a streamed corpus has no length: set max_steps")
     if not data_args.streaming:
         logger.info("%d training and %d evaluation examples", len(train_dataset), len(eval_dataset))
-    if data_args.mlm_probability != EVAL_MLM_PROBABILITY:
+    if data_args.mlm_probability_start is not None:
+        logger.info(
+            "Training masks %g %% of tokens at the start, falling to %g %%; evaluation stays at %g %% so runs compare",
+            100 * data_args.mlm_probability_start, 100 * data_args.mlm_probability, 100 * EVAL_MLM_PROBABILITY,
+        )
+    elif data_args.mlm_probability != EVAL_MLM_PROBABILITY:
         logger.info(
             "Training masks %g %% of tokens; evaluation stays at %g %% so runs compare",
             100 * data_args.mlm_probability, 100 * EVAL_MLM_PROBABILITY,
@@ -394,9 +416,10 @@ def build_datasets(train_documents, eval_documents, tokenizer, data_args, traini
 def build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_args, training_args):
     train_collator = DataCollatorForPretraining(
         tokenizer=tokenizer, mlm_probability=data_args.mlm_probability, whole_word_mask=data_args.whole_word_mask,
-        seed=training_args.seed,
+        seed=training_args.seed, mlm_probability_start=data_args.mlm_probability_start,
     )
-    return PretrainingTrainer(
+    masking = MaskingEpochCallback(train_collator)
+    trainer = PretrainingTrainer(
         on_nonfinite_loss=run_args.on_nonfinite_loss,
         max_train_minutes=run_args.max_train_minutes,
         model=model,
@@ -404,10 +427,13 @@ def build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=train_collator,
-        callbacks=[MaskingEpochCallback(train_collator)],
+        callbacks=[masking],
         processing_class=tokenizer,
         compute_metrics=functools.partial(compute_pretraining_metrics, mask_token_id=tokenizer.mask_token_id),
     )
+    if trainer.time_budget is not None:  # a masking schedule follows the budget, as the learning rate does
+        masking.budget_progress = trainer.time_budget.progress
+    return trainer
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -230,10 +230,20 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     `MaskingEpochCallback` keeps `epoch` current. The epoch lives in a shared-memory tensor, so DataLoader
     workers (persistent ones too, which keep their copy of the collator) see it change. Without a `seed` the
     generator is drawn from torch's global RNG (which the Trainer seeds).
+
+    `mlm_probability_start` (None: a constant rate) makes the masking rate fall linearly from it to
+    `mlm_probability` as `progress` (the share of training done, kept by `MaskingEpochCallback`, shared with
+    workers like the epoch) goes from 0 to 1: Ankner et al. (2023), "Dynamic masking rate schedules for MLM
+    pretraining", found 30 % -> 15 % better than either constant rate. Evaluation always masks 15 %.
     """
+
+    mlm_probability_start: float | None = None
 
     def __post_init__(self):
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
+        self._progress = torch.zeros((), dtype=torch.float64).share_memory_()
+        if self.mlm_probability_start is not None and not 0 < self.mlm_probability_start < 1:
+            raise ValueError(f"mlm_probability_start must be in (0, 1), got {self.mlm_probability_start!r}")
         # transformers' check forces mask_replace_prob to 1 under whole-word masking; keep the configured split.
         replace_probs = (self.mask_replace_prob, self.random_replace_prob)
         with warnings.catch_warnings():
@@ -253,11 +263,25 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     def epoch(self, value: int):
         self._epoch.fill_(int(value))
 
+    @property
+    def progress(self) -> float:
+        return float(self._progress)
+
+    @progress.setter
+    def progress(self, value: float):
+        self._progress.fill_(min(max(float(value), 0.0), 1.0))
+
+    def current_mlm_probability(self) -> float:
+        """The masking rate for the next batch: `mlm_probability`, or on its way there from the start rate."""
+        if self.mlm_probability_start is None:
+            return self.mlm_probability
+        return self.mlm_probability_start + (self.mlm_probability - self.mlm_probability_start) * self.progress
+
     def batch_generator(self, examples) -> torch.Generator:
         if self.seed is None:
             return torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         digest = hashlib.blake2b(digest_size=8)
-        digest.update(f"{self.seed}:{self.epoch}:".encode())
+        digest.update(f"{self.seed}:{self.epoch}:".encode())  # the rate is not hashed: one draw, any threshold
         for example in examples:
             digest.update(np.asarray(example["input_ids"], dtype=np.int64).tobytes())
         return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
@@ -277,7 +301,7 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
         special_tokens_mask = special_tokens_mask.bool() | (batch["attention_mask"] == 0)  # padding is never masked
         word_starts = ~self.is_continuation[batch["input_ids"]] if self.whole_word_mask else None
         batch["input_ids"], batch["labels"] = mask_tokens(
-            batch["input_ids"], special_tokens_mask, generator, self.mlm_probability, self.mask_replace_prob,
+            batch["input_ids"], special_tokens_mask, generator, self.current_mlm_probability(), self.mask_replace_prob,
             self.random_replace_prob, self.tokenizer.mask_token_id, len(self.tokenizer), word_starts,
         )
         return batch
@@ -321,13 +345,24 @@ def mask_for_evaluation(
 
 
 class MaskingEpochCallback(TrainerCallback):
-    """Tells DataCollatorForPretraining which epoch it is masking for."""
+    """Tells DataCollatorForPretraining which epoch it is masking for and how far training has come.
 
-    def __init__(self, collator: DataCollatorForPretraining):
+    Progress is the larger of the steps' share (global_step / max_steps) and `budget_progress()` (the share of a
+    time budget used, when there is one), as the learning-rate schedule counts it (`runs.budget_lr_lambda`).
+    """
+
+    def __init__(self, collator: DataCollatorForPretraining, budget_progress=None):
         self.collator = collator
+        self.budget_progress = budget_progress
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.collator.epoch = int(state.epoch or 0)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        progress = state.global_step / state.max_steps if state.max_steps and state.max_steps > 0 else 0.0
+        if self.budget_progress is not None:
+            progress = max(progress, self.budget_progress())
+        self.collator.progress = progress
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -317,6 +317,11 @@ def case_unknown_architecture_option(tmp_path, capsys, tokenizer_dir):
                         "--attention_position_bias", "rope")
 
 
+def case_masking_rate(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+                        "--mlm_probability_start", "1.5")
+
+
 def case_no_bert_layout(tmp_path, capsys, tokenizer_dir):
     from scratchbert import ScratchBertForPreTraining
     from scratchbert.convert import convert_scratchbert_to_bert

@@ -242,11 +242,14 @@ def test_command_line(tmp_path):
     assert failed.returncode == 2 and "error: " in failed.stderr and "Traceback" not in failed.stderr
 
 
-@pytest.mark.parametrize("option, value", [("layer_norm_position", "pre"), ("attention_position_bias", "alibi")])
+@pytest.mark.parametrize(
+    "option, value",
+    [("layer_norm_position", "pre"), ("attention_position_bias", "alibi"), ("feed_forward_type", "glu"), ("linear_bias", False)],
+)
 def test_architecture_options_without_a_bert_layout_are_refused(tmp_path, option, value):
     model = scratchbert.ScratchBertForPreTraining(tiny_config(**{option: value}))
     model.save_pretrained(tmp_path / "model")
-    with pytest.raises(ConversionError, match=f"{option}='{value}'.*no BERT layout"):
+    with pytest.raises(ConversionError, match=f"{option}={value!r}.*no BERT layout"):
         convert_scratchbert_to_bert(tmp_path / "model", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(ConversionError, match="no BERT layout"):

@@ -485,10 +485,58 @@ def test_pre_layernorm_unpadded_path_equals_padded_path():
     assert torch.allclose(padded[real], unpadded[real], atol=1e-5)
 
 
-@pytest.mark.parametrize("field, value", [("layer_norm_position", "middle"), ("position_embedding_init", "zeros"), ("attention_position_bias", "rope")])
+def test_gated_feed_forward_by_hand():
+    config = tiny_config(feed_forward_type="glu")
+    model = ScratchBertModel(config).eval()
+    layer = model.layers[0]
+    assert layer.ffn_in.out_features == 2 * config.intermediate_size
+    assert layer.ffn_out.in_features == config.intermediate_size
+
+    def gated_ffn(h):  # GeGLU: the first half of the projection gates the second
+        gate, value = (h @ layer.ffn_in.weight.T + layer.ffn_in.bias).split(config.intermediate_size, dim=-1)
+        return (torch.nn.functional.gelu(gate) * value) @ layer.ffn_out.weight.T + layer.ffn_out.bias
+
+    x = torch.randn(2, 5, config.hidden_size)
+    with torch.no_grad():
+        attention_output, _ = layer.attention(x)
+        h = layer.attention_norm(x + attention_output)
+        assert torch.allclose(layer(x), layer.ffn_norm(h + gated_ffn(h)), atol=1e-6)
+
+
+def test_gated_feed_forward_at_two_thirds_width_has_the_mlps_parameters():
+    mlp = ScratchBertModel(tiny_config(hidden_size=48, intermediate_size=192, num_attention_heads=4))
+    glu = ScratchBertModel(tiny_config(hidden_size=48, intermediate_size=128, num_attention_heads=4, feed_forward_type="glu"))
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert abs(count(glu) - count(mlp)) / count(mlp) < 0.01
+
+
+@pytest.mark.parametrize("options", [{"linear_bias": False}, {"linear_bias": False, "feed_forward_type": "glu", "layer_norm_position": "pre"}])
+def test_layers_without_linear_biases(options):
+    config = tiny_config(**options)
+    model = ScratchBertForPreTraining(config).eval()
+    for layer in model.scratchbert.layers:
+        for linear in (layer.attention.qkv, layer.attention.out, layer.ffn_in, layer.ffn_out):
+            assert linear.bias is None
+        assert layer.attention_norm.bias is not None, "LayerNorms keep their biases"
+    assert model.mlm_head.decoder.bias is not None, "the heads keep their biases"
+    batch = make_batch(config)
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        padded = model(**batch).prediction_logits
+        model.config.unpad_inputs = True
+        unpadded = model(**batch).prediction_logits
+    assert torch.allclose(padded[real], unpadded[real], atol=1e-5)
+
+
+@pytest.mark.parametrize("field, value", [("layer_norm_position", "middle"), ("position_embedding_init", "zeros"), ("attention_position_bias", "rope"), ("feed_forward_type", "swiglu")])
 def test_new_options_are_validated(field, value):
     with pytest.raises(ValueError, match=f"ScratchBertConfig.{field} must be one of"):
         tiny_config(**{field: value})
+
+
+def test_linear_bias_must_be_a_bool():
+    with pytest.raises(ValueError, match="ScratchBertConfig.linear_bias must be true or false, got 'no'"):
+        tiny_config(linear_bias="no")
 
 
 def test_alibi_bias_by_hand():

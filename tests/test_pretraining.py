@@ -120,6 +120,19 @@ def test_mlm_only(tmp_path):
 
 
 @pytest.mark.slow
+def test_recipe_options_gated_feed_forward_no_biases_and_a_falling_masking_rate(tmp_path):
+    output_dir, results = pretrain(
+        tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", "--feed_forward_type", "glu",
+        "--linear_bias", "false", "--mlm_probability_start", "0.3",
+    )
+    assert results["steps"] == 3 and RESULT_KEYS <= set(results)
+    model = AutoModelForPreTraining.from_pretrained(output_dir)
+    assert model.config.feed_forward_type == "glu" and model.config.linear_bias is False
+    layer = model.scratchbert.layers[0]
+    assert layer.ffn_in.bias is None and layer.ffn_in.out_features == 2 * model.config.intermediate_size
+
+
+@pytest.mark.slow
 def test_whole_word_masking_and_continued_pretraining(tmp_path):
     first, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", name="first")
     second, results = pretrain(
@@ -274,6 +287,10 @@ def test_bad_inputs_fail_before_training(tmp_path, capsys, tokenizer_dir):
     (tmp_path / "one.txt").write_text("\n\n".join(f"Only sentence {i} here." for i in range(30)))
     err = fails(tmp_path, capsys, "--train_file", str(tmp_path / "one.txt"))
     assert "no document has two or more sentences" in err and "--mlm_only" in err
+    assert "mlm_probability_start=1.5 must be a share of tokens in (0, 1)" in fails(
+        tmp_path, capsys, "--mlm_probability_start", "1.5"
+    )
+    assert "feed_forward_type" in fails(tmp_path, capsys, "--feed_forward_type", "swiglu")
     bad_config = tmp_path / "bad.yaml"
     bad_config.write_text("hidden_size: 32\nhiden_layers: 3\n")
     assert "unknown keys in" in fails(tmp_path, capsys, "--config", str(bad_config))

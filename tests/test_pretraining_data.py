@@ -190,6 +190,61 @@ def test_whole_word_masking_keeps_80_10_10_per_token(tokenizer_dir):
 # --------------------------------------------------------------------------------------------------------------
 
 
+def masked_share(batch, originals):
+    special = (originals == CLS) | (originals == SEP) | ~batch["attention_mask"].bool()
+    return float((batch["labels"] != -100).sum() / (~special).sum())
+
+
+def test_masking_rate_falls_from_its_start_to_its_end_with_progress(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    examples = collated_examples(tokenizer, n=800)
+    originals = torch.nn.utils.rnn.pad_sequence([torch.tensor(e["input_ids"]) for e in examples], batch_first=True)
+    collator = DataCollatorForPretraining(tokenizer=tokenizer, seed=0, mlm_probability=0.15, mlm_probability_start=0.3)
+    shares = {}
+    for progress in (0.0, 0.5, 1.0):
+        collator.progress = progress
+        shares[progress] = masked_share(collator([dict(e) for e in examples]), originals)
+    # About 11k maskable tokens: the binomial spread of a share is under 0.005, so these bands cannot fail by luck.
+    assert 0.28 < shares[0.0] < 0.32
+    assert 0.205 < shares[0.5] < 0.245
+    assert 0.13 < shares[1.0] < 0.17
+    collator.progress = 7.0  # past the end (a budget overrun) stays at the final rate
+    assert collator.current_mlm_probability() == pytest.approx(0.15)
+
+
+def test_masking_rate_is_constant_without_a_start(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    collator = DataCollatorForPretraining(tokenizer=tokenizer, seed=0)
+    collator.progress = 0.0
+    assert collator.current_mlm_probability() == 0.15
+    collator.progress = 1.0
+    assert collator.current_mlm_probability() == 0.15
+
+
+@pytest.mark.parametrize("start", [0.0, 1.0, 1.5, -0.2])
+def test_masking_rate_start_outside_zero_one_is_refused(tokenizer_dir, start):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    with pytest.raises(ValueError, match="mlm_probability_start"):
+        DataCollatorForPretraining(tokenizer=tokenizer, mlm_probability_start=start)
+
+
+def test_masking_epoch_callback_counts_progress_in_steps_or_budget(tokenizer_dir):
+    from types import SimpleNamespace
+
+    from scratchbert.pretraining_data import MaskingEpochCallback
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    collator = DataCollatorForPretraining(tokenizer=tokenizer, mlm_probability_start=0.3)
+    by_steps = MaskingEpochCallback(collator)
+    by_steps.on_step_begin(None, SimpleNamespace(global_step=25, max_steps=100), None)
+    assert collator.progress == pytest.approx(0.25)
+    assert collator.current_mlm_probability() == pytest.approx(0.3 - 0.15 * 0.25)
+    # A time budget that is further along than the steps sets the pace, as it does for the learning rate.
+    by_budget = MaskingEpochCallback(collator, budget_progress=lambda: 0.6)
+    by_budget.on_step_begin(None, SimpleNamespace(global_step=25, max_steps=100), None)
+    assert collator.progress == pytest.approx(0.6)
+
+
 def eval_examples(n=300, seed=0):
     g = random.Random(seed)
     ids = [[CLS, *[g.randint(5, 119) for _ in range(g.randint(5, 60))], SEP] for _ in range(n)]
@@ -253,6 +308,19 @@ def test_masking_epoch_reaches_persistent_workers(tokenizer_dir):
     in_process.epoch = 1
     assert not torch.equal(epoch0, epoch1), "the worker masked epoch 1 like epoch 0"
     assert torch.equal(epoch1, in_process([dict(e) for e in examples])["input_ids"])
+
+
+def test_masking_progress_reaches_persistent_workers(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    examples = [dict(e) for e in collated_examples(tokenizer, n=400)]
+    originals = torch.nn.utils.rnn.pad_sequence([torch.tensor(e["input_ids"]) for e in examples], batch_first=True)
+    collator = DataCollatorForPretraining(tokenizer=tokenizer, seed=0, mlm_probability_start=0.3)
+    loader = torch.utils.data.DataLoader(examples, batch_size=400, collate_fn=collator, num_workers=1,
+                                         persistent_workers=True, prefetch_factor=1)
+    at_start = masked_share(next(iter(loader)), originals)
+    collator.progress = 1.0  # what MaskingEpochCallback does as training ends, in the main process
+    at_end = masked_share(next(iter(loader)), originals)
+    assert 0.27 < at_start < 0.33 and 0.12 < at_end < 0.18, (at_start, at_end)
 
 
 def test_literal_special_token_text_stays_text(tokenizer_dir):
