@@ -180,7 +180,8 @@ def step_peak_memory(model, optimizer, batch, bf16) -> float:
 def useful_flops_per_token(config, seq_len, mask_fraction=0.15) -> float:
     """BERT's useful training FLOPs per token: 6 x encoder matmul params, attention scores, MLM head on masked tokens."""
     h, i, layers, v = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size
-    encoder = layers * (4 * h * h + 2 * h * i)  # QKV + output projection + two FFN matrices
+    ffn = 3 * h * i if getattr(config, "feed_forward_type", "mlp") == "glu" else 2 * h * i  # a GLU's ffn_in is [H, 2I]
+    encoder = layers * (4 * h * h + ffn)  # QKV + output projection + the FFN matrices
     attention = layers * 2 * seq_len * h  # QK^T and AV per token
     mlm = mask_fraction * (h * h + h * v)  # transform + decoder, only where a label is
     return 6 * (encoder + attention + mlm)

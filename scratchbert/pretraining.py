@@ -53,6 +53,7 @@ from .pretraining_data import (
     cached_wordpiece_tokenizer,
     split_documents,
     stream_share,
+    thin_masks,
 )
 
 logger = logging.getLogger(__name__)
@@ -278,6 +279,27 @@ class PretrainingTrainer(GuardedTrainer):
             num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
         )
 
+    def training_progress(self) -> float:
+        """The share of training done: of the steps, or of a time budget if further along (as the lr counts it)."""
+        progress = self.state.global_step / self.state.max_steps if self.state.max_steps > 0 else 0.0
+        if self.time_budget is not None:
+            progress = max(progress, self.time_budget.progress())
+        return min(progress, 1.0)
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """A masking-rate schedule's batches, thinned to this step's rate before their labels are counted.
+
+        The collator masks them at the schedule's highest rate (see DataCollatorForPretraining); here, in the main
+        process and just before the step they feed, they are brought to its rate. The Trainer's count of labelled
+        tokens (num_items_in_batch, the loss's divisor) is then taken again, on the thinned labels.
+        """
+        batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if not any("mlm_draws" in batch for batch in batches):
+            return batches, num_items_in_batch
+        rate = self.data_collator.masking_rate(self.training_progress())
+        batches = [thin_masks(batch, rate) for batch in batches]
+        return batches, self._get_num_items_in_batch(batches, device)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
@@ -418,8 +440,7 @@ def build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_
         tokenizer=tokenizer, mlm_probability=data_args.mlm_probability, whole_word_mask=data_args.whole_word_mask,
         seed=training_args.seed, mlm_probability_start=data_args.mlm_probability_start,
     )
-    masking = MaskingEpochCallback(train_collator)
-    trainer = PretrainingTrainer(
+    return PretrainingTrainer(
         on_nonfinite_loss=run_args.on_nonfinite_loss,
         max_train_minutes=run_args.max_train_minutes,
         model=model,
@@ -427,13 +448,10 @@ def build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=train_collator,
-        callbacks=[masking],
+        callbacks=[MaskingEpochCallback(train_collator)],
         processing_class=tokenizer,
         compute_metrics=functools.partial(compute_pretraining_metrics, mask_token_id=tokenizer.mask_token_id),
     )
-    if trainer.time_budget is not None:  # a masking schedule follows the budget, as the learning rate does
-        masking.budget_progress = trainer.time_budget.progress
-    return trainer
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -181,13 +181,15 @@ def mask_tokens(
     mask_token_id: int,
     vocab_size: int,
     word_starts: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_draws: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """BERT's masking of a padded batch: (masked input ids, labels), every draw from `generator`.
 
     Tokens (or, with `word_starts`, whole words) are chosen with probability `mlm_probability`, never special
     tokens or padding; each chosen token becomes [MASK] with probability `mask_replace_prob`, a random token
     with `random_replace_prob`, and stays itself otherwise. Labels hold the original id at chosen positions,
-    -100 elsewhere.
+    -100 elsewhere. `return_draws` adds the uniform draw [B, T] that chose each token (a word's first piece's,
+    for its other pieces): `thin_masks` with it turns the batch into this one masked at any lower rate.
 
     transformers' DataCollatorForLanguageModeling masks the same way, but the generator it draws from is its
     private state, which 5.24 started re-creating on the first batch of each process: a run that must mask
@@ -196,14 +198,13 @@ def mask_tokens(
     input_ids = input_ids.clone()  # [B, T]
     maskable = ~special_tokens_mask.bool()  # [B, T]
     draw = torch.rand(input_ids.shape, generator=generator)
-    if word_starts is None:
-        chosen = (draw < mlm_probability) & maskable
-    else:
+    if word_starts is not None:
         # A word is chosen by the draw at its first piece; its other pieces follow that choice.
         starts = word_starts | ~maskable  # a special token or padding also ends the word before it
         positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
         first_piece = torch.where(starts, positions, 0).cummax(dim=1).values  # [B, T]: where each token's word starts
-        chosen = ((draw < mlm_probability) & starts).gather(1, first_piece) & maskable
+        draw = draw.gather(1, first_piece)
+    chosen = (draw < mlm_probability) & maskable
     labels = torch.where(chosen, input_ids, -100)
     action = torch.rand(input_ids.shape, generator=generator)  # < mask: [MASK]; < mask + random: a random token
     random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator)
@@ -211,7 +212,23 @@ def mask_tokens(
     to_random = chosen & (action >= mask_replace_prob) & (action < mask_replace_prob + random_replace_prob)
     input_ids[to_mask] = mask_token_id
     input_ids[to_random] = random_ids[to_random]
+    if return_draws:
+        return input_ids, labels, draw
     return input_ids, labels
+
+
+def thin_masks(batch: dict, mlm_probability: float) -> dict:
+    """A batch masked with `mask_tokens(..., return_draws=True)` at a higher rate, as if masked at this one.
+
+    The positions whose draw is at or above `mlm_probability` are unchosen (their input id restored from the
+    label, the label set to -100); the 80/10/10 draws do not depend on the rate, so the result is exactly
+    `mask_tokens` at `mlm_probability` with the same generator. Pops the batch's "mlm_draws".
+    """
+    draws = batch.pop("mlm_draws")  # [B, T]
+    unchosen = (batch["labels"] != -100) & (draws >= mlm_probability)
+    batch["input_ids"] = torch.where(unchosen, batch["labels"], batch["input_ids"])
+    batch["labels"] = batch["labels"].masked_fill(unchosen, -100)
+    return batch
 
 
 @dataclass
@@ -232,16 +249,18 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     generator is drawn from torch's global RNG (which the Trainer seeds).
 
     `mlm_probability_start` (None: a constant rate) makes the masking rate fall linearly from it to
-    `mlm_probability` as `progress` (the share of training done, kept by `MaskingEpochCallback`, shared with
-    workers like the epoch) goes from 0 to 1: Ankner et al. (2023), "Dynamic masking rate schedules for MLM
-    pretraining", found 30 % -> 15 % better than either constant rate. Evaluation always masks 15 %.
+    `mlm_probability` over training (`masking_rate(progress)`): Ankner et al. (2023), "Dynamic masking rate
+    schedules for MLM pretraining", found 30 % -> 15 % better than either constant rate. Batches are then masked
+    at the schedule's highest rate and carry their draws ("mlm_draws"); `PretrainingTrainer` thins each to the
+    rate of the step it feeds (`thin_masks`), in the main process, because batches are collated ahead of their
+    step (DataLoader workers, accelerate's prefetch) and a worker cannot know which step that is. So masks stay
+    reproducible across resumes and worker counts. Evaluation always masks 15 %.
     """
 
     mlm_probability_start: float | None = None
 
     def __post_init__(self):
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
-        self._progress = torch.zeros((), dtype=torch.float64).share_memory_()
         if self.mlm_probability_start is not None and not 0 < self.mlm_probability_start < 1:
             raise ValueError(f"mlm_probability_start must be in (0, 1), got {self.mlm_probability_start!r}")
         # transformers' check forces mask_replace_prob to 1 under whole-word masking; keep the configured split.
@@ -263,25 +282,18 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     def epoch(self, value: int):
         self._epoch.fill_(int(value))
 
-    @property
-    def progress(self) -> float:
-        return float(self._progress)
-
-    @progress.setter
-    def progress(self, value: float):
-        self._progress.fill_(min(max(float(value), 0.0), 1.0))
-
-    def current_mlm_probability(self) -> float:
-        """The masking rate for the next batch: `mlm_probability`, or on its way there from the start rate."""
+    def masking_rate(self, progress: float) -> float:
+        """The training masking rate when `progress` (0 to 1, clamped) of training is done."""
         if self.mlm_probability_start is None:
             return self.mlm_probability
-        return self.mlm_probability_start + (self.mlm_probability - self.mlm_probability_start) * self.progress
+        progress = min(max(float(progress), 0.0), 1.0)
+        return self.mlm_probability_start + (self.mlm_probability - self.mlm_probability_start) * progress
 
     def batch_generator(self, examples) -> torch.Generator:
         if self.seed is None:
             return torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         digest = hashlib.blake2b(digest_size=8)
-        digest.update(f"{self.seed}:{self.epoch}:".encode())  # the rate is not hashed: one draw, any threshold
+        digest.update(f"{self.seed}:{self.epoch}:".encode())
         for example in examples:
             digest.update(np.asarray(example["input_ids"], dtype=np.int64).tobytes())
         return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
@@ -300,10 +312,16 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
             ])
         special_tokens_mask = special_tokens_mask.bool() | (batch["attention_mask"] == 0)  # padding is never masked
         word_starts = ~self.is_continuation[batch["input_ids"]] if self.whole_word_mask else None
-        batch["input_ids"], batch["labels"] = mask_tokens(
-            batch["input_ids"], special_tokens_mask, generator, self.current_mlm_probability(), self.mask_replace_prob,
+        scheduled = self.mlm_probability_start is not None
+        rate = max(self.mlm_probability_start, self.mlm_probability) if scheduled else self.mlm_probability
+        masked = mask_tokens(
+            batch["input_ids"], special_tokens_mask, generator, rate, self.mask_replace_prob,
             self.random_replace_prob, self.tokenizer.mask_token_id, len(self.tokenizer), word_starts,
+            return_draws=scheduled,
         )
+        batch["input_ids"], batch["labels"] = masked[:2]
+        if scheduled:
+            batch["mlm_draws"] = masked[2]  # [B, T]: thin_masks brings the batch to its step's rate
         return batch
 
     def pad_premasked(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -345,24 +363,13 @@ def mask_for_evaluation(
 
 
 class MaskingEpochCallback(TrainerCallback):
-    """Tells DataCollatorForPretraining which epoch it is masking for and how far training has come.
+    """Tells DataCollatorForPretraining which epoch it is masking for."""
 
-    Progress is the larger of the steps' share (global_step / max_steps) and `budget_progress()` (the share of a
-    time budget used, when there is one), as the learning-rate schedule counts it (`runs.budget_lr_lambda`).
-    """
-
-    def __init__(self, collator: DataCollatorForPretraining, budget_progress=None):
+    def __init__(self, collator: DataCollatorForPretraining):
         self.collator = collator
-        self.budget_progress = budget_progress
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.collator.epoch = int(state.epoch or 0)
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        progress = state.global_step / state.max_steps if state.max_steps and state.max_steps > 0 else 0.0
-        if self.budget_progress is not None:
-            progress = max(progress, self.budget_progress())
-        self.collator.progress = progress
 
 
 # ----------------------------------------------------------------------------------------------------------------

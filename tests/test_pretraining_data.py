@@ -195,30 +195,33 @@ def masked_share(batch, originals):
     return float((batch["labels"] != -100).sum() / (~special).sum())
 
 
-def test_masking_rate_falls_from_its_start_to_its_end_with_progress(tokenizer_dir):
+def test_a_masking_schedule_masks_at_its_highest_rate_and_thins_exactly_to_any_lower_one(tokenizer_dir):
+    from scratchbert.pretraining_data import mask_tokens, thin_masks
+
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     examples = collated_examples(tokenizer, n=800)
     originals = torch.nn.utils.rnn.pad_sequence([torch.tensor(e["input_ids"]) for e in examples], batch_first=True)
     collator = DataCollatorForPretraining(tokenizer=tokenizer, seed=0, mlm_probability=0.15, mlm_probability_start=0.3)
-    shares = {}
-    for progress in (0.0, 0.5, 1.0):
-        collator.progress = progress
-        shares[progress] = masked_share(collator([dict(e) for e in examples]), originals)
+    assert [collator.masking_rate(p) for p in (0.0, 0.5, 1.0, 7.0)] == pytest.approx([0.3, 0.225, 0.15, 0.15])
+    batch = collator([dict(e) for e in examples])
     # About 11k maskable tokens: the binomial spread of a share is under 0.005, so these bands cannot fail by luck.
-    assert 0.28 < shares[0.0] < 0.32
-    assert 0.205 < shares[0.5] < 0.245
-    assert 0.13 < shares[1.0] < 0.17
-    collator.progress = 7.0  # past the end (a budget overrun) stays at the final rate
-    assert collator.current_mlm_probability() == pytest.approx(0.15)
+    assert 0.28 < masked_share(batch, originals) < 0.32 and batch["mlm_draws"].shape == batch["input_ids"].shape
+    half = thin_masks(dict(batch), 0.225)
+    assert "mlm_draws" not in half and 0.205 < masked_share(half, originals) < 0.245
+    # Thinned to 15 %, the batch is exactly the one mask_tokens makes at 15 % from the same generator.
+    thinned = thin_masks(dict(batch), 0.15)
+    padded = tokenizer.pad([dict(e) for e in examples], return_tensors="pt")
+    special = padded.pop("special_tokens_mask").bool() | (padded["attention_mask"] == 0)
+    ids, labels = mask_tokens(padded["input_ids"], special, collator.batch_generator(examples), 0.15, 0.8, 0.1,
+                              tokenizer.mask_token_id, len(tokenizer))
+    assert torch.equal(thinned["input_ids"], ids) and torch.equal(thinned["labels"], labels)
 
 
 def test_masking_rate_is_constant_without_a_start(tokenizer_dir):
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     collator = DataCollatorForPretraining(tokenizer=tokenizer, seed=0)
-    collator.progress = 0.0
-    assert collator.current_mlm_probability() == 0.15
-    collator.progress = 1.0
-    assert collator.current_mlm_probability() == 0.15
+    assert collator.masking_rate(0.0) == collator.masking_rate(1.0) == 0.15
+    assert "mlm_draws" not in collator([dict(e) for e in collated_examples(tokenizer, n=8)])
 
 
 @pytest.mark.parametrize("start", [0.0, 1.0, 1.5, -0.2])
@@ -228,21 +231,16 @@ def test_masking_rate_start_outside_zero_one_is_refused(tokenizer_dir, start):
         DataCollatorForPretraining(tokenizer=tokenizer, mlm_probability_start=start)
 
 
-def test_masking_epoch_callback_counts_progress_in_steps_or_budget(tokenizer_dir):
+def test_training_progress_counts_steps_or_the_time_budget_whichever_is_further():
     from types import SimpleNamespace
 
-    from scratchbert.pretraining_data import MaskingEpochCallback
+    from scratchbert.pretraining import PretrainingTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    collator = DataCollatorForPretraining(tokenizer=tokenizer, mlm_probability_start=0.3)
-    by_steps = MaskingEpochCallback(collator)
-    by_steps.on_step_begin(None, SimpleNamespace(global_step=25, max_steps=100), None)
-    assert collator.progress == pytest.approx(0.25)
-    assert collator.current_mlm_probability() == pytest.approx(0.3 - 0.15 * 0.25)
-    # A time budget that is further along than the steps sets the pace, as it does for the learning rate.
-    by_budget = MaskingEpochCallback(collator, budget_progress=lambda: 0.6)
-    by_budget.on_step_begin(None, SimpleNamespace(global_step=25, max_steps=100), None)
-    assert collator.progress == pytest.approx(0.6)
+    state = SimpleNamespace(global_step=25, max_steps=100)
+    progress = lambda budget: PretrainingTrainer.training_progress(SimpleNamespace(state=state, time_budget=budget))
+    assert progress(None) == pytest.approx(0.25)
+    assert progress(SimpleNamespace(progress=lambda: 0.6)) == pytest.approx(0.6)
+    assert progress(SimpleNamespace(progress=lambda: 0.1)) == pytest.approx(0.25)
 
 
 def eval_examples(n=300, seed=0):
@@ -308,19 +306,6 @@ def test_masking_epoch_reaches_persistent_workers(tokenizer_dir):
     in_process.epoch = 1
     assert not torch.equal(epoch0, epoch1), "the worker masked epoch 1 like epoch 0"
     assert torch.equal(epoch1, in_process([dict(e) for e in examples])["input_ids"])
-
-
-def test_masking_progress_reaches_persistent_workers(tokenizer_dir):
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    examples = [dict(e) for e in collated_examples(tokenizer, n=400)]
-    originals = torch.nn.utils.rnn.pad_sequence([torch.tensor(e["input_ids"]) for e in examples], batch_first=True)
-    collator = DataCollatorForPretraining(tokenizer=tokenizer, seed=0, mlm_probability_start=0.3)
-    loader = torch.utils.data.DataLoader(examples, batch_size=400, collate_fn=collator, num_workers=1,
-                                         persistent_workers=True, prefetch_factor=1)
-    at_start = masked_share(next(iter(loader)), originals)
-    collator.progress = 1.0  # what MaskingEpochCallback does as training ends, in the main process
-    at_end = masked_share(next(iter(loader)), originals)
-    assert 0.27 < at_start < 0.33 and 0.12 < at_end < 0.18, (at_start, at_end)
 
 
 def test_literal_special_token_text_stays_text(tokenizer_dir):

@@ -457,11 +457,13 @@ def test_bf16_without_a_gpu_trains_on_the_cpu(tmp_path):
 
 
 @pytest.mark.slow
-def test_resumed_run_masks_as_the_uninterrupted_one_with_workers_and_dupe_factor(tmp_path):
+@pytest.mark.parametrize("schedule", [[], ["--mlm_probability_start", "0.3"]], ids=["constant-rate", "falling-rate"])
+def test_resumed_run_masks_as_the_uninterrupted_one_with_workers_and_dupe_factor(tmp_path, schedule):
     # Masking randomness is the collator's own (seed, epoch, batch): neither the first batch after a resume nor
-    # the first batch of a DataLoader worker may draw from anything else (transformers 5.24 reseeded both).
+    # the first batch of a DataLoader worker may draw from anything else (transformers 5.24 reseeded both). A
+    # falling masking rate is applied in the main process at the step a batch feeds, so it resumes exactly too.
     args = [*TINY, "--max_steps", "8", "--save_steps", "4", "--dupe_factor", "2", "--dataloader_num_workers", "1",
-            "--eval_strategy", "no"]
+            "--eval_strategy", "no", *schedule]
     reference = tmp_path / "reference"
     run(["--output_dir", str(reference), *args])
     resumed = tmp_path / "resumed"
