@@ -203,6 +203,20 @@ def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, train_do
     )
 
 
+def fresh_model_config(model_args: ModelArguments, data_args: DataArguments, vocab_size: int, pad_token_id: int):
+    """The model section of the config as one ScratchBertConfig; the tokenizer sets the vocabulary, and MLM-only
+    runs carry no NSP loss. A bad value is a ConfigError naming the field."""
+    model_section = {k: v for k, v in dataclasses.asdict(model_args).items() if k in CONFIG_FIELDS}
+    model_section.update(
+        vocab_size=vocab_size, pad_token_id=pad_token_id,
+        nsp_loss_weight=0.0 if data_args.mlm_only else model_args.nsp_loss_weight,
+    )
+    try:
+        return ScratchBertConfig(**model_section)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments):
     vocab_size = len(tokenizer)
     if model_args.model_name_or_path:
@@ -225,17 +239,7 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
         if data_args.mlm_only:
             model.config.nsp_loss_weight = 0.0  # no NSP labels; recorded in the saved config
     else:
-        # The model section of the config flows into ScratchBertConfig as one mapping; the tokenizer sets the
-        # vocabulary, and MLM-only runs carry no NSP loss.
-        model_section = {k: v for k, v in dataclasses.asdict(model_args).items() if k in CONFIG_FIELDS}
-        model_section.update(
-            vocab_size=vocab_size, pad_token_id=tokenizer.pad_token_id,
-            nsp_loss_weight=0.0 if data_args.mlm_only else model_args.nsp_loss_weight,
-        )
-        try:
-            config = ScratchBertConfig(**model_section)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+        config = fresh_model_config(model_args, data_args, vocab_size, tokenizer.pad_token_id)
         model = AutoModelForPreTraining.from_config(config, attn_implementation=model_args.attn_implementation)
     check_sequence_length(data_args.max_seq_length, model.config.max_position_embeddings)
     if data_args.mlm_only:
@@ -542,7 +546,8 @@ def run(argv: list[str] | None = None) -> dict:
     check_run_options(training_args, run_args)
     check_output_dir(training_args, run_args)
     checkpoint = resolve_checkpoint(training_args)
-    if not model_args.model_name_or_path:  # a fresh model's size is known now: fail before any data work
+    if not model_args.model_name_or_path:  # a fresh model's config is known now: fail before any data work
+        fresh_model_config(model_args, data_args, vocab_size=1000, pad_token_id=0)  # the tokenizer's come later
         check_sequence_length(data_args.max_seq_length, model_args.max_position_embeddings)
     if run_args.wandb_project and not os.environ.get("WANDB_PROJECT"):
         os.environ["WANDB_PROJECT"] = run_args.wandb_project

@@ -290,7 +290,8 @@ def test_bad_inputs_fail_before_training(tmp_path, capsys, tokenizer_dir):
     assert "mlm_probability_start=1.5 must be a share of tokens in (0, 1)" in fails(
         tmp_path, capsys, "--mlm_probability_start", "1.5"
     )
-    assert "feed_forward_type" in fails(tmp_path, capsys, "--feed_forward_type", "swiglu")
+    err = fails(tmp_path, capsys, "--feed_forward_type", "swiglu", "--train_file", str(tmp_path / "one.txt"))
+    assert "feed_forward_type" in err and "Training a WordPiece" not in err, "refused before any data work"
     bad_config = tmp_path / "bad.yaml"
     bad_config.write_text("hidden_size: 32\nhiden_layers: 3\n")
     assert "unknown keys in" in fails(tmp_path, capsys, "--config", str(bad_config))
