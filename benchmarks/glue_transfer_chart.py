@@ -1,7 +1,10 @@
 """What CPU time buys on GLUE: one chart of several GLUE suite runs (docs/images/glue-transfer.png).
 
-    python benchmarks/glue_transfer_chart.py "30 min=outputs/glue-30min/glue_results.json" \
-        ["60 min=outputs/glue-60min/glue_results.json"] --out docs/images/glue-transfer.png
+    python benchmarks/glue_transfer_chart.py "30 min=docs/results/glue-30min.json" \
+        "60 min=docs/results/glue-60min.json" --out docs/images/glue-transfer.png
+
+Each file is a suite's glue_results.json (docs/results/ keeps the ones the docs' tables come from; see the
+"note" of a file for where it came from).
 
 Per task (and the average without WNLI): the same model from random weights (from the first run that has it),
 each labelled pretrained checkpoint, and the majority / constant line; bars are task scores (the mean of the

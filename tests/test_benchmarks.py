@@ -54,3 +54,16 @@ def test_quality_benchmark_trains_both_models_on_one_budget(tmp_path):
     assert "ratio" in done.stdout or "x" in done.stdout
     # Same weights, data, masks and steps: the two implementations must have learned the same function.
     assert abs(figures["eval_mlm_loss"]["ratio"] - 1) < 0.01
+
+
+def test_glue_transfer_chart_draws_the_committed_suite_results(tmp_path):
+    results = sorted((REPO_ROOT / "docs" / "results").glob("glue-*.json"))
+    assert results, "docs/results holds the suites the fine-tuning tables come from"
+    runs = [f"{path.stem.removeprefix('glue-')}={path}" for path in results]
+    out = tmp_path / "chart.png"
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "glue_transfer_chart.py"), *runs, "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert out.read_bytes()[:4] == b"\x89PNG"
