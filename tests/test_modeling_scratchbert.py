@@ -473,16 +473,18 @@ def test_pre_layernorm_layers_by_hand(config):
     assert ScratchBertModel(tiny_config()).final_norm is None, "BERT's post-LN layout has no final LayerNorm"
 
 
-def test_pre_layernorm_unpadded_path_equals_padded_path():
-    config = tiny_config(layer_norm_position="pre")
-    model = ScratchBertForPreTraining(config).eval()
-    batch = make_batch(config)
+def assert_unpadded_path_equals_padded_path(model):
+    batch = make_batch(model.config)
     real = batch["attention_mask"].bool()
     with torch.no_grad():
         padded = model(**batch).prediction_logits
         model.config.unpad_inputs = True
         unpadded = model(**batch).prediction_logits
     assert torch.allclose(padded[real], unpadded[real], atol=1e-5)
+
+
+def test_pre_layernorm_unpadded_path_equals_padded_path():
+    assert_unpadded_path_equals_padded_path(ScratchBertForPreTraining(tiny_config(layer_norm_position="pre")).eval())
 
 
 def test_gated_feed_forward_by_hand():
@@ -519,13 +521,7 @@ def test_layers_without_linear_biases(options):
             assert linear.bias is None
         assert layer.attention_norm.bias is not None, "LayerNorms keep their biases"
     assert model.mlm_head.decoder.bias is not None, "the heads keep their biases"
-    batch = make_batch(config)
-    real = batch["attention_mask"].bool()
-    with torch.no_grad():
-        padded = model(**batch).prediction_logits
-        model.config.unpad_inputs = True
-        unpadded = model(**batch).prediction_logits
-    assert torch.allclose(padded[real], unpadded[real], atol=1e-5)
+    assert_unpadded_path_equals_padded_path(model)
 
 
 @pytest.mark.parametrize("field, value", [("layer_norm_position", "middle"), ("position_embedding_init", "zeros"), ("attention_position_bias", "rope"), ("feed_forward_type", "swiglu")])
