@@ -39,6 +39,7 @@ from .runs import (
     setup_logging,
     tokenizer_for_run,
     train_and_report_io_errors,
+    training_progress,
 )
 from .configuration_scratchbert import ScratchBertConfig
 from .corpus import CorpusError, load_documents
@@ -285,10 +286,7 @@ class PretrainingTrainer(GuardedTrainer):
 
     def training_progress(self) -> float:
         """The share of training done: of the steps, or of a time budget if further along (as the lr counts it)."""
-        progress = self.state.global_step / self.state.max_steps if self.state.max_steps > 0 else 0.0
-        if self.time_budget is not None:
-            progress = max(progress, self.time_budget.progress())
-        return min(progress, 1.0)
+        return min(training_progress(self.time_budget, self.state.global_step, self.state.max_steps), 1.0)
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         """A masking-rate schedule's batches, thinned to this step's rate before their labels are counted.

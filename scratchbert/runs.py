@@ -327,6 +327,12 @@ def budget_schedule(args: TrainingArguments) -> str:
     return kind
 
 
+def training_progress(budget: "TimeBudget | None", step: int, num_training_steps: int) -> float:
+    """The share of training done: of the steps, or of the time budget if that is further along."""
+    steps_share = step / max(num_training_steps, 1)
+    return steps_share if budget is None else max(budget.progress(), steps_share)
+
+
 def budget_lr_lambda(budget: TimeBudget, args: TrainingArguments, num_training_steps: int):
     """The learning-rate factor of a time-budgeted run, laid over the budget instead of a step count.
 
@@ -343,7 +349,7 @@ def budget_lr_lambda(budget: TimeBudget, args: TrainingArguments, num_training_s
     warmup_steps = int(args.warmup_steps) if args.warmup_steps >= 1 else 0
 
     def lr_factor(step: int) -> float:
-        p = max(budget.progress(), step / max(num_training_steps, 1))
+        p = training_progress(budget, step, num_training_steps)
         warm = 1.0
         if warmup_steps:
             warm = min(1.0, step / warmup_steps)
