@@ -3,6 +3,7 @@
     python benchmarks/profile_step.py                                # the recipe's shape and BERT-base's, bf16 + fp32
     python benchmarks/profile_step.py --shapes recipe --dtypes bf16 --compile
     python benchmarks/profile_step.py --dtypes bf16 --attention --json benchmarks/results/profile_attention.json
+    python benchmarks/profile_step.py --shapes recipe --dtypes bf16 --loss --rounds 5 --steps 8
 
 For each shape and dtype, on real batches (the Wikipedia sample when ../shared/data is present, else the offline
 corpus), with fused AdamW as every config uses:
@@ -17,7 +18,9 @@ corpus), with fused AdamW as every config uses:
 4. with --compile: the same step with torch.compile(model) against eager, alternated in one process; compile
    time is reported apart and not counted in the throughput;
 5. with --attention (bf16 only): the step with attention spelled out as matmuls and a softmax, the model's path for
-   bf16 training on CPU, against SDPA everywhere, same weights and batches, alternated in one process.
+   bf16 training on CPU, against SDPA everywhere, same weights and batches, alternated in one process;
+6. with --loss (bf16 only): the step with the MLM loss computed a block of rows at a time (the model's path on
+   CPU, BlockwiseCrossEntropySum) against F.cross_entropy on fp32 logits, alternated the same way.
 Results go to benchmarks/results/profile.json; docs/performance.md holds the figures and what they say.
 """
 
@@ -52,7 +55,7 @@ SHAPES = {
 # Op name (aten::...) -> kind. The first rule whose words occur in the name decides; the rest is "other".
 KINDS = (
     # The loss before attention: "aten::_log_softmax_backward_data" holds attention's "softmax_backward" too.
-    ("loss", ("log_softmax", "nll_loss", "cross_entropy")),
+    ("loss", ("log_softmax", "nll_loss", "cross_entropy", "logsumexp")),
     ("attention", ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax_backward", "aten::_softmax")),
     ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm", "mkldnn")),
     ("layer norm", ("layer_norm",)),
@@ -175,6 +178,8 @@ def profile_shape(name, options, documents, tokenizer, args) -> dict:
             entry["compile"] = compile_comparison(config, batches, bf16, args)
         if args.attention and bf16:
             entry["attention"] = attention_comparison(model, optimizer, batches, bf16, args)
+        if args.loss and bf16:
+            entry["loss"] = loss_comparison(model, optimizer, batches, bf16, args)
         result["dtypes"][dtype] = entry
         print(f"\n{name}, {dtype}: {entry['ms_per_step']:.1f} ms/step, {entry['tokens_per_second']:.0f} tokens/s", flush=True)
         for kind, share in entry["op_kinds"].items():
@@ -189,6 +194,10 @@ def profile_shape(name, options, documents, tokenizer, args) -> dict:
             a = entry["attention"]
             print(f"  attention spelled out: {a['explicit_tokens_per_second']:.0f} vs SDPA {a['sdpa_tokens_per_second']:.0f} "
                   f"tokens/s ({a['speedup']:.2f}x)")
+        if "loss" in entry:
+            c = entry["loss"]
+            print(f"  blockwise cross-entropy: {c['blockwise_tokens_per_second']:.0f} vs plain {c['plain_tokens_per_second']:.0f} "
+                  f"tokens/s ({c['speedup']:.2f}x)")
     return result
 
 
@@ -217,25 +226,36 @@ def compile_comparison(config, batches, bf16, args) -> dict:
             "speedup": compiled_rate / eager_rate, "compile_seconds": compile_seconds}
 
 
-def attention_comparison(model, optimizer, batches, bf16, args) -> dict:
-    """The model's own path for bf16 training on CPU (attention as matmuls + softmax) against SDPA everywhere.
+def switch_comparison(owner, switch: str, paths: tuple[str, str], model, optimizer, batches, bf16, args) -> dict:
+    """A class-wide switch of the model off (paths[0]) against on (paths[1], the model's default path).
 
-    One model and optimizer, the class-wide switch flipped between rounds: same weights, batches and allocator.
+    One model and optimizer, the switch flipped between rounds: same weights, batches and allocator.
     """
-    attention = scratchbert.modeling_scratchbert.ScratchBertSelfAttention
-    rates = {"sdpa": [], "explicit": []}
+    rates = {path: [] for path in paths}
     try:
         for _ in range(args.rounds):
-            for path in rates:
-                attention.explicit_softmax_for_cpu_bf16_training = path == "explicit"
+            for path in paths:
+                setattr(owner, switch, path == paths[1])
                 train_step(model, optimizer, batches[0], bf16)  # warm-up for this path's kernels
                 rates[path].append(1 / median_seconds(lambda b: train_step(model, optimizer, b, bf16), batches[2:]))
     finally:
-        attention.explicit_softmax_for_cpu_bf16_training = True
+        setattr(owner, switch, True)
     tokens = args.batch * args.seq
-    sdpa_rate, explicit_rate = tokens * statistics.median(rates["sdpa"]), tokens * statistics.median(rates["explicit"])
-    return {"sdpa_tokens_per_second": sdpa_rate, "explicit_tokens_per_second": explicit_rate,
-            "speedup": explicit_rate / sdpa_rate}
+    off_rate, on_rate = (tokens * statistics.median(rates[path]) for path in paths)
+    return {f"{paths[0]}_tokens_per_second": off_rate, f"{paths[1]}_tokens_per_second": on_rate, "speedup": on_rate / off_rate}
+
+
+def attention_comparison(model, optimizer, batches, bf16, args) -> dict:
+    """The model's own path for bf16 training on CPU (attention as matmuls + softmax) against SDPA everywhere."""
+    attention = scratchbert.modeling_scratchbert.ScratchBertSelfAttention
+    return switch_comparison(attention, "explicit_softmax_for_cpu_bf16_training", ("sdpa", "explicit"),
+                             model, optimizer, batches, bf16, args)
+
+
+def loss_comparison(model, optimizer, batches, bf16, args) -> dict:
+    """The CPU low-precision loss computed a block of rows at a time against F.cross_entropy on fp32 logits."""
+    blockwise = scratchbert.modeling_scratchbert.BlockwiseCrossEntropySum
+    return switch_comparison(blockwise, "enabled_on_cpu", ("plain", "blockwise"), model, optimizer, batches, bf16, args)
 
 
 def main(argv=None):
@@ -249,6 +269,8 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(model) against eager")
     parser.add_argument("--attention", action="store_true",
                         help="also time attention spelled out (bf16 training on CPU) against SDPA")
+    parser.add_argument("--loss", action="store_true",
+                        help="also time the blockwise cross-entropy (bf16 on CPU) against F.cross_entropy on fp32 logits")
     parser.add_argument("--json", default=str(REPO_ROOT / "benchmarks" / "results" / "profile.json"))
     args = parser.parse_args(argv)
     args.dtypes = args.dtypes.split(",")

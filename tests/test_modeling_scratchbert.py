@@ -237,6 +237,56 @@ def test_cpu_bf16_training_spells_attention_out_and_equals_sdpa(layout, monkeypa
     assert len(sdpa_calls) == 2 * config.num_hidden_layers
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_blockwise_cross_entropy_equals_the_plain_one(dtype, monkeypatch):
+    """The CPU low-precision loss (blocks of rows in fp32) gives F.cross_entropy's loss and gradient, -100 ignored."""
+    from scratchbert.modeling_scratchbert import BlockwiseCrossEntropySum, cross_entropy_sum
+
+    monkeypatch.setattr(BlockwiseCrossEntropySum, "block_elements", 3 * 1000)  # 3 rows a block: 37 rows, 13 blocks
+    torch.manual_seed(0)
+    logits = (4 * torch.randn(37, 1000)).to(dtype).requires_grad_()
+    labels = torch.randint(0, 1000, (37,))
+    labels[[0, 5, 36]] = -100
+    loss, count = cross_entropy_sum(logits, labels)
+    (grad,) = torch.autograd.grad(2.5 * loss, logits)
+    reference_logits = logits.detach().float().requires_grad_()
+    reference = F.cross_entropy(reference_logits, labels, ignore_index=-100, reduction="sum")
+    (reference_grad,) = torch.autograd.grad(2.5 * reference, reference_logits)
+    assert count == 34
+    torch.testing.assert_close(loss, reference, atol=1e-5, rtol=1e-6)
+    assert grad.dtype == dtype and grad[[0, 5, 36]].abs().max() == 0
+    # Within one rounding of the low-precision dtype (the plain path casts its fp32 gradient the same way).
+    torch.testing.assert_close(grad.float(), reference_grad, atol=1e-6, rtol=torch.finfo(dtype).eps)
+    # Nothing labelled: a zero loss with a zero gradient, as the plain loss gives.
+    empty, _ = cross_entropy_sum(logits[:4], torch.full((4,), -100))
+    assert empty.item() == 0.0 and torch.autograd.grad(empty, logits)[0].abs().max() == 0
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_cpu_bf16_pretraining_loss_is_the_same_with_the_blockwise_cross_entropy(sparse, monkeypatch):
+    from scratchbert.modeling_scratchbert import BlockwiseCrossEntropySum
+
+    config = tiny_config(attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0, sparse_mlm_prediction=sparse)
+    torch.manual_seed(0)
+    model = ScratchBertForPreTraining(config).train()
+    batch = make_batch(config)
+    labels = mlm_labels(batch)
+
+    def loss_and_grads(blockwise: bool):
+        monkeypatch.setattr(BlockwiseCrossEntropySum, "enabled_on_cpu", blockwise)
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 0])).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    plain_loss, plain_grads = loss_and_grads(False)
+    loss, grads = loss_and_grads(True)
+    torch.testing.assert_close(loss, plain_loss, atol=1e-5, rtol=1e-5)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, plain_grads[name], atol=1e-5, rtol=1e-3, msg=name)
+
+
 def test_padding_invariance_and_all_padding_row(config):
     torch.manual_seed(0)
     model = ScratchBertModel(config).eval()

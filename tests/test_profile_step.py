@@ -18,6 +18,7 @@ def test_ops_are_sorted_into_kinds():
     assert profile_step.kind_of("aten::native_layer_norm_backward") == "layer norm"
     assert profile_step.kind_of("aten::_log_softmax") == "loss"
     assert profile_step.kind_of("aten::_log_softmax_backward_data") == "loss"
+    assert profile_step.kind_of("aten::logsumexp") == "loss"
     assert profile_step.kind_of("aten::_softmax_backward_data") == "attention"  # the spelled-out attention's
     assert profile_step.kind_of("aten::_fused_adamw_") == "optimizer"
     assert profile_step.kind_of("aten::_to_copy") == "casts and copies"
@@ -30,7 +31,7 @@ def test_ops_are_sorted_into_kinds():
 def test_the_profile_reports_every_share(tmp_path):
     out = tmp_path / "profile.json"
     profile_step.main(["--shapes", "tiny", "--dtypes", "fp32,bf16", "--batch", "4", "--steps", "2", "--rounds", "1",
-                       "--attention", "--json", str(out)])
+                       "--attention", "--loss", "--json", str(out)])
     report = json.loads(out.read_text())
     for dtype in ("fp32", "bf16"):
         entry = report["shapes"]["tiny"]["dtypes"][dtype]
@@ -42,9 +43,13 @@ def test_the_profile_reports_every_share(tmp_path):
     assert "attention" not in report["shapes"]["tiny"]["dtypes"]["fp32"]
     comparison = report["shapes"]["tiny"]["dtypes"]["bf16"]["attention"]
     assert comparison["sdpa_tokens_per_second"] > 0 and comparison["explicit_tokens_per_second"] > 0
-    from scratchbert.modeling_scratchbert import ScratchBertSelfAttention
+    loss = report["shapes"]["tiny"]["dtypes"]["bf16"]["loss"]
+    assert loss["plain_tokens_per_second"] > 0 and loss["blockwise_tokens_per_second"] > 0
+    assert "loss" not in report["shapes"]["tiny"]["dtypes"]["fp32"]
+    from scratchbert.modeling_scratchbert import BlockwiseCrossEntropySum, ScratchBertSelfAttention
 
     assert ScratchBertSelfAttention.explicit_softmax_for_cpu_bf16_training is True
+    assert BlockwiseCrossEntropySum.enabled_on_cpu is True
 
 
 def test_unknown_shapes_are_refused_by_name(capsys):
