@@ -67,3 +67,24 @@ def test_glue_transfer_chart_draws_the_committed_suite_results(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_trainer_against_bare_step_times_both_sides(tmp_path):
+    out = tmp_path / "trainer.json"
+    tiny = ["--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
+            "--max_position_embeddings", "64", "--max_seq_length", "64", "--vocab_size", "400", "--dupe_factor", "1",
+            "--per_device_train_batch_size", "8", "--bf16", "true", "--use_cpu", "true", "--max_train_minutes", "5"]
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "trainer_vs_bare_step.py"), str(REPO_ROOT / "configs" / "pretrain_offline.yaml"),
+         "--steps", "3", "--warmup", "2", "--rounds", "2", "--json", str(out), *tiny],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["bf16"] is True and report["config"].endswith("pretrain_offline.yaml")
+    for side in ("trainer", "bare_step"):
+        assert len(report["tokens_per_second"][side]) == 2 and all(rate > 0 for rate in report["tokens_per_second"][side])
+    medians = report["median_tokens_per_second"]
+    assert abs(report["trainer_over_bare_step"] - medians["trainer"] / medians["bare_step"]) < 1e-9
+    assert "Trainer / bare" in done.stdout
