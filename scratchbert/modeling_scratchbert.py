@@ -394,7 +394,7 @@ class BlockwiseCrossEntropySum(torch.autograd.Function):
 def cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor):
     """(sum of cross-entropy over positions whose label is not -100, number of such positions), in fp32."""
     labels = labels.reshape(-1)
-    logits = logits.reshape(labels.numel(), -1)  # [N, C]
+    logits = logits.reshape(labels.numel(), logits.shape[-1])  # [N, C]; N may be 0 (nothing masked)
     blockwise = (
         BlockwiseCrossEntropySum.enabled_on_cpu
         and logits.device.type == "cpu"

@@ -260,6 +260,8 @@ def test_blockwise_cross_entropy_equals_the_plain_one(dtype, monkeypatch):
     # Nothing labelled: a zero loss with a zero gradient, as the plain loss gives.
     empty, _ = cross_entropy_sum(logits[:4], torch.full((4,), -100))
     assert empty.item() == 0.0 and torch.autograd.grad(empty, logits)[0].abs().max() == 0
+    none, count = cross_entropy_sum(logits[:0], labels[:0])  # the sparse path's [0, V] when a batch has no mask
+    assert none.item() == 0.0 and count == 0
 
 
 @pytest.mark.parametrize("sparse", [True, False])
