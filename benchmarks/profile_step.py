@@ -232,6 +232,7 @@ def switch_comparison(owner, switch: str, paths: tuple[str, str], model, optimiz
     One model and optimizer, the switch flipped between rounds: same weights, batches and allocator.
     """
     rates = {path: [] for path in paths}
+    before = getattr(owner, switch)
     try:
         for _ in range(args.rounds):
             for path in paths:
@@ -239,7 +240,7 @@ def switch_comparison(owner, switch: str, paths: tuple[str, str], model, optimiz
                 train_step(model, optimizer, batches[0], bf16)  # warm-up for this path's kernels
                 rates[path].append(1 / median_seconds(lambda b: train_step(model, optimizer, b, bf16), batches[2:]))
     finally:
-        setattr(owner, switch, True)
+        setattr(owner, switch, before)
     tokens = args.batch * args.seq
     off_rate, on_rate = (tokens * statistics.median(rates[path]) for path in paths)
     return {f"{paths[0]}_tokens_per_second": off_rate, f"{paths[1]}_tokens_per_second": on_rate, "speedup": on_rate / off_rate}

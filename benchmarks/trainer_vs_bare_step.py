@@ -11,7 +11,9 @@ In one process, on one model, alternately for `--rounds` rounds:
   steps to the last step;
 - **bare step**: forward, backward and a fused AdamW step under the same autocast, on `--steps` batches that the
   same collator made beforehand (so data loading and every Trainer feature are what the two differ by).
-Both count non-padding tokens. Prints the medians and the ratio, and writes JSON (--json). The config's data is
+Each round and side starts from the same weights, and the sides take turns going first. Both count non-padding
+tokens. Configs whose Trainer step does other work than one bare CPU step (gradient accumulation, torch_compile,
+fp16, a masking-rate schedule, a GPU) are refused. Prints the medians and the ratio, and writes JSON (--json). The config's data is
 read as the run would read it (the Wikipedia sample for the recipe: ../shared/data must be there).
 """
 
@@ -52,27 +54,38 @@ class StepClock(TrainerCallback):
         self.marks.append((time.perf_counter(), state.num_input_tokens_seen))
 
 
-def trainer_rate(build, warmup: int, steps: int) -> float:
+def trainer_rate(build, warmup: int, steps: int) -> tuple[float, int]:
+    """(non-padding tokens/s over the timed steps, optimizer steps run) of one PretrainingTrainer.train()."""
     trainer = build(max_steps=warmup + steps)
     clock = StepClock()
     trainer.add_callback(clock)
     trainer.train()
+    if len(clock.marks) != warmup + steps:
+        raise RuntimeError(f"the Trainer ran {len(clock.marks)} steps, not {warmup + steps}: its time budget or "
+                           "a non-finite loss ended it early")
     (t0, n0), (t1, n1) = clock.marks[warmup - 1], clock.marks[-1]
-    return (n1 - n0) / (t1 - t0)
+    return (n1 - n0) / (t1 - t0), len(clock.marks)
 
 
-def bare_rate(model, optimizer, batches, bf16: bool, max_grad_norm: float) -> float:
-    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+def bare_rate(model, optimizer, batches, bf16: bool, max_grad_norm: float, warmup: int) -> float:
+    """Non-padding tokens/s of forward, backward, clipping and optimizer step over `batches` (after `warmup` of them)."""
     model.train()
-    start = time.perf_counter()
-    for batch in batches:
+
+    def step(batch):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model(**batch).loss
         loss.backward()
-        if max_grad_norm:
+        if max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)  # as the Trainer does
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
+    for batch in batches[:warmup]:  # the allocator and kernels, after the other side's round
+        step(batch)
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    start = time.perf_counter()
+    for batch in batches:
+        step(batch)
     return tokens / (time.perf_counter() - start)
 
 
@@ -94,12 +107,22 @@ def main(argv=None):
     if args.warmup < 1 or args.steps < 1:
         parser.error("--warmup and --steps must be at least 1")
 
-    out = tempfile.mkdtemp(prefix="trainer-vs-bare-")
+    out = tempfile.TemporaryDirectory(prefix="trainer-vs-bare-")
     model_args, data_args, run_args, training_args, _ = parse_config(
         (ModelArguments, DataArguments, RunArguments, ScratchBertTrainingArguments),
-        [args.config, *overrides, "--output_dir", out, "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none",
-         "--max_steps", str(args.warmup + args.steps)],
+        [args.config, *overrides, "--output_dir", out.name, "--eval_strategy", "no", "--save_strategy", "no",
+         "--report_to", "none", "--max_steps", str(args.warmup + args.steps)],
     )
+    # The bare step is one CPU step of the model's own loss: configs that make the Trainer do other work are refused.
+    unlike = {
+        "gradient_accumulation_steps > 1": training_args.gradient_accumulation_steps > 1,
+        "torch_compile": training_args.torch_compile,
+        "fp16": training_args.fp16,
+        "mlm_probability_start (the Trainer thins masks the bare step would not)": data_args.mlm_probability_start is not None,
+        "a device other than the CPU": training_args.device.type != "cpu",
+    }
+    if any(unlike.values()):
+        parser.error(f"the bare step cannot mirror {', '.join(k for k, v in unlike.items() if v)}")
     training_args.include_num_input_tokens_seen = "non_padding"
     training_args.label_names = ["labels"] if data_args.mlm_only else ["labels", "next_sentence_label"]
     training_args.remove_unused_columns = False
@@ -112,24 +135,34 @@ def main(argv=None):
         training_args.max_steps = max_steps
         return build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_args, training_args)
 
-    loader = iter(build(args.steps).get_train_dataloader())
-    batches = [next(loader) for _ in range(args.steps)]
-    batches = [{k: v for k, v in b.items() if k != "mlm_draws"} for b in batches]  # a masking schedule's extra key
-    optimizer = torch.optim.AdamW(model.parameters(), lr=training_args.learning_rate, fused=True,
-                                  weight_decay=training_args.weight_decay)
+    first = build(args.steps)
+    loader = iter(first.get_train_dataloader())
+    batches = [next(loader) for _ in range(args.steps)]  # what the Trainer's loader gives its first steps
+    del loader  # no worker prefetching during the timing
+    optimizer = first.create_optimizer()  # the config's optimizer and weight-decay groups, as the Trainer makes them
     bf16 = bool(training_args.bf16)
-    bare_rate(model, optimizer, batches[: min(3, len(batches))], bf16, training_args.max_grad_norm)  # warm-up
+    initial_weights = {k: v.clone() for k, v in model.state_dict().items()}
 
     rates = {"trainer": [], "bare_step": []}
-    for _ in range(args.rounds):
-        rates["bare_step"].append(bare_rate(model, optimizer, batches, bf16, training_args.max_grad_norm))
-        rates["trainer"].append(trainer_rate(build, args.warmup, args.steps))
+    steps_run = []
+    for round_ in range(args.rounds):
+        sides = ("bare_step", "trainer") if round_ % 2 == 0 else ("trainer", "bare_step")  # alternate who goes first
+        for side in sides:
+            model.load_state_dict(initial_weights)  # every round and side times the same weights
+            if side == "trainer":
+                rate, ran = trainer_rate(build, args.warmup, args.steps)
+                steps_run.append(ran)
+            else:
+                rate = bare_rate(model, optimizer, batches, bf16, training_args.max_grad_norm, min(args.warmup, args.steps))
+            rates[side].append(rate)
+    out.cleanup()
     medians = {name: statistics.median(values) for name, values in rates.items()}
     ratio = medians["trainer"] / medians["bare_step"]
     report = {
         "config": args.config, "cpu": cpu_name(), "torch": torch.__version__,
         "transformers": transformers.__version__, "threads": torch.get_num_threads(), "bf16": bf16,
-        "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+        "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "trainer_steps_run": steps_run,
+        "bare_step_tokens_per_round": sum(int(b["attention_mask"].sum()) for b in batches),
         "tokens_per_second": rates, "median_tokens_per_second": medians, "trainer_over_bare_step": ratio,
     }
     print(f"\n{Path(args.config).name}: Trainer {medians['trainer']:,.0f} tokens/s, bare step "

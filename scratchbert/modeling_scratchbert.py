@@ -369,25 +369,27 @@ class BlockwiseCrossEntropySum(torch.autograd.Function):
     def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         rows = max(1, BlockwiseCrossEntropySum.block_elements // logits.shape[-1])
         valid = labels != -100  # [N]
-        labels = labels.masked_fill(~valid, 0)
+        labels = labels.masked_fill(~valid, 0)  # any valid index for gather; the row is masked out below
         log_normaliser = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)  # [N]
         for start in range(0, logits.shape[0], rows):
             log_normaliser[start : start + rows] = torch.logsumexp(logits[start : start + rows].float(), dim=-1)
         target_logit = logits.gather(1, labels[:, None]).squeeze(1).float()  # [N]
         ctx.save_for_backward(logits, labels, valid, log_normaliser)
+        ctx.rows = rows
         return torch.where(valid, log_normaliser - target_logit, 0.0).sum()
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # a second derivative would miss d(log_normaliser): refuse it
     def backward(ctx, grad_loss: torch.Tensor):
         logits, labels, valid, log_normaliser = ctx.saved_tensors
-        rows = max(1, BlockwiseCrossEntropySum.block_elements // logits.shape[-1])
         scale = torch.where(valid, grad_loss.float(), 0.0)  # [N]: ignored rows get no gradient
         grad_logits = torch.empty_like(logits)  # [N, V], the logits' dtype
-        for start in range(0, logits.shape[0], rows):
-            end = min(start + rows, logits.shape[0])
-            block = torch.exp(logits[start:end].float() - log_normaliser[start:end, None])  # softmax, fp32
+        for start in range(0, logits.shape[0], ctx.rows):
+            end = min(start + ctx.rows, logits.shape[0])
+            block = logits[start:end].float()  # [rows, V], the block's one fp32 buffer, worked on in place
+            block.sub_(log_normaliser[start:end, None]).exp_()  # softmax
             block[torch.arange(end - start, device=block.device), labels[start:end]] -= 1.0  # - one-hot(label)
-            grad_logits[start:end] = block * scale[start:end, None]
+            grad_logits[start:end] = block.mul_(scale[start:end, None])
         return grad_logits, None
 
 

@@ -87,4 +87,10 @@ def test_trainer_against_bare_step_times_both_sides(tmp_path):
         assert len(report["tokens_per_second"][side]) == 2 and all(rate > 0 for rate in report["tokens_per_second"][side])
     medians = report["median_tokens_per_second"]
     assert abs(report["trainer_over_bare_step"] - medians["trainer"] / medians["bare_step"]) < 1e-9
+    assert report["trainer_steps_run"] == [5, 5] and report["bare_step_tokens_per_round"] > 0
     assert "Trainer / bare" in done.stdout
+    refused = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "trainer_vs_bare_step.py"), str(REPO_ROOT / "configs" / "pretrain_offline.yaml"),
+         *tiny, "--gradient_accumulation_steps", "2"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert refused.returncode == 2 and "cannot mirror gradient_accumulation_steps > 1" in refused.stderr

@@ -246,22 +246,24 @@ def test_blockwise_cross_entropy_equals_the_plain_one(dtype, monkeypatch):
     torch.manual_seed(0)
     logits = (4 * torch.randn(37, 1000)).to(dtype).requires_grad_()
     labels = torch.randint(0, 1000, (37,))
-    labels[[0, 5, 36]] = -100
+    labels[[0, 5, 34]] = -100  # row 36, alone in the last block, stays labelled
     loss, count = cross_entropy_sum(logits, labels)
+    assert type(loss.grad_fn).__name__ == "BlockwiseCrossEntropySumBackward"  # the blockwise path ran
     (grad,) = torch.autograd.grad(2.5 * loss, logits)
     reference_logits = logits.detach().float().requires_grad_()
     reference = F.cross_entropy(reference_logits, labels, ignore_index=-100, reduction="sum")
     (reference_grad,) = torch.autograd.grad(2.5 * reference, reference_logits)
     assert count == 34
     torch.testing.assert_close(loss, reference, atol=1e-5, rtol=1e-6)
-    assert grad.dtype == dtype and grad[[0, 5, 36]].abs().max() == 0
+    assert grad.dtype == dtype and grad[[0, 5, 34]].abs().max() == 0
     # Within one rounding of the low-precision dtype (the plain path casts its fp32 gradient the same way).
     torch.testing.assert_close(grad.float(), reference_grad, atol=1e-6, rtol=torch.finfo(dtype).eps)
     # Nothing labelled: a zero loss with a zero gradient, as the plain loss gives.
     empty, _ = cross_entropy_sum(logits[:4], torch.full((4,), -100))
     assert empty.item() == 0.0 and torch.autograd.grad(empty, logits)[0].abs().max() == 0
-    none, count = cross_entropy_sum(logits[:0], labels[:0])  # the sparse path's [0, V] when a batch has no mask
-    assert none.item() == 0.0 and count == 0
+    for none_logits in (logits[:0], logits.detach()[:0].float().requires_grad_()):  # blockwise and plain paths
+        none, count = cross_entropy_sum(none_logits, labels[:0])  # the sparse path's [0, V]: nothing masked
+        assert none.item() == 0.0 and count == 0 and torch.autograd.grad(none, none_logits)[0].shape == (0, 1000)
 
 
 @pytest.mark.parametrize("sparse", [True, False])
@@ -274,12 +276,19 @@ def test_cpu_bf16_pretraining_loss_is_the_same_with_the_blockwise_cross_entropy(
     batch = make_batch(config)
     labels = mlm_labels(batch)
 
+    monkeypatch.setattr(BlockwiseCrossEntropySum, "block_elements", 2 * config.vocab_size)  # 2 rows a block
+    calls = []
+    real_apply = BlockwiseCrossEntropySum.apply
+    monkeypatch.setattr(BlockwiseCrossEntropySum, "apply", lambda *a: calls.append(1) or real_apply(*a))
+
     def loss_and_grads(blockwise: bool):
         monkeypatch.setattr(BlockwiseCrossEntropySum, "enabled_on_cpu", blockwise)
         model.zero_grad()
+        calls.clear()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(**batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 0])).loss
         loss.backward()
+        assert len(calls) == (1 if blockwise else 0)
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
     plain_loss, plain_grads = loss_and_grads(False)
