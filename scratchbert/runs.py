@@ -638,13 +638,16 @@ def end_process_group():
 
 def script_main(run, argv, input_errors: tuple) -> int:
     """Run a script: bad input -> exit 2, training stopped (NaN, failed write) -> exit 3, each with one `error:` line."""
+    code = 0
     try:
         run(argv)
-        end_process_group()  # after run() returned: its Trainer (and DDP wrapper) are garbage now
     except input_errors as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        code = 2
     except TrainingFailure as error:
         print(f"error: {error}", file=sys.stderr)
-        return 3
-    return 0
+        code = 3
+    # Out of the except blocks, the traceback and its frames are gone: run()'s Trainer and DDP wrapper are garbage
+    # now, so a rank stopped by a NaN exits 3 instead of aborting with -6 on the way out.
+    end_process_group()
+    return code

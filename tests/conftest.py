@@ -85,6 +85,11 @@ def _rank_main(target, rank, world_size, port, args):
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
     target(rank, world_size, *args)
+    # As the scripts do (runs.script_main): free the process group and the DDP wrapper's hold on it before the
+    # interpreter exits, or a gloo worker thread can abort the rank with -6 after its work is done.
+    from scratchbert.runs import end_process_group
+
+    end_process_group()
 
 
 def run_on_ranks(target, *args, world_size=2, timeout=300):
