@@ -442,6 +442,7 @@ def test_shipped_pretraining_configs_parse(config, tmp_path, monkeypatch):
     assert data_args.max_seq_length <= model_args.max_position_embeddings
     if config == "pretrain_wikipedia_30min.yaml":
         assert run_args.max_train_minutes == 30 and model_args.attention_position_bias == "alibi"
+        assert model_args.linear_bias is False  # the 6-minute probes' winner (docs/pretraining-recipes.md)
 
 
 def test_mlm_only_model_leaves_no_trainable_parameter_without_a_gradient(tokenizer_dir):
