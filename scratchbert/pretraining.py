@@ -49,6 +49,7 @@ from .pretraining_data import (
     EVAL_MLM_PROBABILITY,
     DataCollatorForPretraining,
     MaskingEpochCallback,
+    PAIR_OBJECTIVES,
     build_dataset,
     build_eval_dataset,
     cached_wordpiece_tokenizer,
@@ -148,6 +149,11 @@ class DataArguments:
     )
     whole_word_mask: bool = False
     mlm_only: bool = field(default=False, metadata={"help": "Train MLM alone (single segments, no NSP)"})
+    pair_objective: str = field(
+        default="nsp",
+        metadata={"help": "What the binary pair head learns: nsp (BERT: is B the next segment or a random one) or "
+                          "sop (ALBERT: are two consecutive segments in order or swapped); eval_nsp_accuracy scores it"},
+    )
     shuffle_buffer_documents: int = field(
         default=1000, metadata={"help": "Streaming: documents are shuffled in a buffer of this many"}
     )
@@ -164,6 +170,10 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise ValueError(f"{name}={value} must be a share of tokens in (0, 1)")
+        if self.pair_objective not in PAIR_OBJECTIVES:
+            raise ValueError(f"pair_objective must be one of {', '.join(PAIR_OBJECTIVES)}, got {self.pair_objective!r}")
+        if self.mlm_only and self.pair_objective != "nsp":
+            raise ValueError(f"pair_objective={self.pair_objective!r} needs sentence pairs, but mlm_only trains on single segments")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -406,7 +416,7 @@ def build_datasets(train_documents, eval_documents, tokenizer, data_args, traini
     """Training examples (masked per batch by the collator) and the held-out examples (masked once, here)."""
     settings = dict(
         max_seq_length=data_args.max_seq_length, short_seq_prob=data_args.short_seq_prob, nsp=not data_args.mlm_only,
-        num_proc=data_args.preprocessing_num_workers,
+        pair_objective=data_args.pair_objective, num_proc=data_args.preprocessing_num_workers,
     )
     if data_args.streaming:  # each rank reads its own share of the stream, documents shuffled in a buffer
         train_documents = stream_share(
@@ -470,7 +480,10 @@ def write_model_card(output_dir: Path, results: dict, model_args, data_args, tra
         else f"the `{data_args.corpus or 'offline'}` corpus"
     )
     config = json.loads((output_dir / "config.json").read_text())
-    objective = "masked language modelling" if data_args.mlm_only else "masked language modelling + next sentence prediction"
+    objective = "masked language modelling" + (
+        "" if data_args.mlm_only else
+        " + sentence-order prediction" if data_args.pair_objective == "sop" else " + next sentence prediction"
+    )
     metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items())
     curves = (
         "\n## Training curves\n\n![training loss and held-out masked accuracy against tokens seen](training_curves.png)\n"

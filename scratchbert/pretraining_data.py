@@ -52,6 +52,11 @@ from .tokenization import train_wordpiece_tokenizer
 logger = logging.getLogger(__name__)
 
 NEXT, RANDOM = 0, 1  # next_sentence_label values, as in BERT: 0 = B follows A
+# The pair objectives the binary head can learn. nsp (BERT): is B the segment after A, or one from another document?
+# sop (ALBERT's sentence-order prediction): A and B are always consecutive segments of one document, and label 1
+# (RANDOM's value) means their order was swapped; it cannot be solved by telling topics apart, as NSP largely can.
+PAIR_OBJECTIVES = ("nsp", "sop")
+IN_ORDER, SWAPPED = NEXT, RANDOM
 
 
 def tokenize_documents(batch: dict[str, list], tokenizer) -> dict[str, list]:
@@ -84,8 +89,13 @@ def pairs_from_document(
     max_seq_length: int,
     short_seq_prob: float,
     rng: random.Random,
+    pair_objective: str = "nsp",
 ) -> list[tuple[list[int], list[int], int]]:
-    """(segment A, segment B, next_sentence_label) pairs from documents[index]; other documents give random Bs."""
+    """(segment A, segment B, label) pairs from documents[index].
+
+    nsp: other documents give the random Bs (label RANDOM). sop: B always follows A in the document, and half the
+    pairs are swapped (label SWAPPED), as ALBERT builds them.
+    """
     document = documents[index]
     max_num_tokens = max_seq_length - 3  # [CLS] A [SEP] B [SEP]
     target_length = max_num_tokens if rng.random() >= short_seq_prob else rng.randint(2, max_num_tokens)
@@ -99,7 +109,7 @@ def pairs_from_document(
             if len(chunk) >= 2:
                 a_end = rng.randint(1, len(chunk) - 1)
                 tokens_a = [t for sentence in chunk[:a_end] for t in sentence]
-                if rng.random() < 0.5 and others:
+                if pair_objective == "nsp" and rng.random() < 0.5 and others:
                     label = RANDOM
                     other = documents[rng.choice(others)]
                     target_b_length = max(target_length - len(tokens_a), 1)
@@ -113,6 +123,8 @@ def pairs_from_document(
                     label = NEXT
                     tokens_b = [t for sentence in chunk[a_end:] for t in sentence]
                 truncate_pair(tokens_a, tokens_b, max_num_tokens, rng)
+                if pair_objective == "sop" and rng.random() < 0.5:
+                    label, tokens_a, tokens_b = SWAPPED, tokens_b, tokens_a
                 if tokens_a and tokens_b:
                     pairs.append((tokens_a, tokens_b, label))
             chunk, chunk_length = [], 0
@@ -145,6 +157,7 @@ def build_examples(
     dupe_factor: int = 1,
     nsp: bool = True,
     seed: int = 0,
+    pair_objective: str = "nsp",
 ) -> dict[str, list]:
     """A batched `datasets.map` function: `sentences` of a batch of documents -> model-ready examples.
 
@@ -158,7 +171,9 @@ def build_examples(
         for position, index in enumerate(indices):
             rng = random.Random(f"{seed}:{repetition}:{index}")
             if nsp:
-                for tokens_a, tokens_b, label in pairs_from_document(position, documents, max_seq_length, short_seq_prob, rng):
+                for tokens_a, tokens_b, label in pairs_from_document(
+                    position, documents, max_seq_length, short_seq_prob, rng, pair_objective
+                ):
                     out["input_ids"].append([cls_token_id, *tokens_a, sep_token_id, *tokens_b, sep_token_id])
                     out["token_type_ids"].append([0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1))
                     out["special_tokens_mask"].append([1] + [0] * len(tokens_a) + [1] + [0] * len(tokens_b) + [1])
@@ -470,6 +485,7 @@ def build_dataset(
     seed: int = 0,
     num_proc: int | None = None,
     description: str = "train",
+    pair_objective: str = "nsp",
 ):
     """Documents -> tokenized sentences -> pretraining examples, both steps cached by `datasets`.
 
@@ -503,11 +519,12 @@ def build_dataset(
         "dupe_factor": dupe_factor,
         "nsp": nsp,
         "seed": seed,
+        "pair_objective": pair_objective,
     }
     if not streaming:
         examples_kwargs = dict(
             num_proc=num_proc,
-            desc=f"{description}: building {'MLM + NSP' if nsp else 'MLM'} examples",
+            desc=f"{description}: building {'MLM + ' + pair_objective.upper() if nsp else 'MLM'} examples",
             new_fingerprint=Hasher.hash(("examples-v2", sentences_fingerprint, sorted(build_kwargs.items()))),
         )
     examples = sentences.map(
@@ -521,7 +538,7 @@ def build_dataset(
 
 def build_eval_dataset(
     documents, tokenizer, max_seq_length: int, short_seq_prob: float = 0.1, nsp: bool = True, seed: int = 42,
-    num_proc: int | None = None,
+    num_proc: int | None = None, pair_objective: str = "nsp",
 ):
     """Held-out documents -> examples masked once and for all (15 %, 80/10/10, seeded by `seed`).
 
@@ -530,7 +547,7 @@ def build_eval_dataset(
     """
     examples = build_dataset(
         documents, tokenizer, max_seq_length, short_seq_prob, dupe_factor=1, nsp=nsp, seed=seed, num_proc=num_proc,
-        description="eval",
+        description="eval", pair_objective=pair_objective,
     )
     mask_kwargs = {"mask_token_id": tokenizer.mask_token_id, "vocab_size": len(tokenizer), "seed": seed}
     extra = {}

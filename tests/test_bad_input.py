@@ -322,6 +322,14 @@ def case_masking_rate(tmp_path, capsys, tokenizer_dir):
                         "--mlm_probability_start", "1.5")
 
 
+def case_pair_objective(tmp_path, capsys, tokenizer_dir):
+    conflict = script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+                            "--pair_objective", "sop", "--mlm_only", "true")
+    assert "needs sentence pairs, but mlm_only trains on single segments" in conflict
+    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+                        "--pair_objective", "nextsent")
+
+
 def case_no_bert_layout(tmp_path, capsys, tokenizer_dir):
     from scratchbert import ScratchBertForPreTraining
     from scratchbert.convert import convert_scratchbert_to_bert

@@ -120,6 +120,13 @@ def test_mlm_only(tmp_path):
 
 
 @pytest.mark.slow
+def test_sentence_order_prediction_trains_the_pair_head_on_swapped_segments(tmp_path):
+    output_dir, results = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", "--pair_objective", "sop")
+    assert results["steps"] == 3 and RESULT_KEYS <= set(results) and 0 <= results["eval_nsp_accuracy"] <= 1
+    assert "sentence-order prediction" in (output_dir / "README.md").read_text()
+
+
+@pytest.mark.slow
 def test_recipe_options_gated_feed_forward_no_biases_and_a_falling_masking_rate(tmp_path):
     output_dir, results = pretrain(
         tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", "--feed_forward_type", "glu",

@@ -1,4 +1,4 @@
-"""The NSP pair builder and the masking collator: the properties BERT's data pipeline promises."""
+"""The NSP and sentence-order pair builder and the masking collator: the properties BERT's data pipeline promises."""
 
 import os
 import random
@@ -69,6 +69,19 @@ def test_next_pairs_never_cross_documents_and_random_pairs_do():
             assert sentence_order == sorted(sentence_order)
         else:
             assert docs_b.isdisjoint(docs_a)
+
+
+def test_sentence_order_pairs_are_consecutive_segments_of_one_document_half_of_them_swapped():
+    examples = build(numbered_documents(2000), pair_objective="sop")
+    labels = examples["next_sentence_label"]
+    assert len(labels) > 2500 and abs(sum(labels) / len(labels) - 0.5) < 0.05
+    for ids, types, label in zip(examples["input_ids"], examples["token_type_ids"], labels):
+        a = [origin(t) for t, k in zip(ids, types) if k == 0 and t not in (CLS, SEP)]
+        b = [origin(t) for t, k in zip(ids, types) if k == 1 and t != SEP]
+        assert {d for d, _ in a} == {d for d, _ in b} and len({d for d, _ in a}) == 1, "never a random B"
+        first, second = (a, b) if label == 0 else (b, a)  # label 1: the later segment comes first
+        assert second[0][1] > first[-1][1]
+        assert [s for _, s in first + second] == sorted(s for _, s in first + second)
 
 
 def test_lengths_token_types_and_special_tokens():
