@@ -480,10 +480,7 @@ def write_model_card(output_dir: Path, results: dict, model_args, data_args, tra
         else f"the `{data_args.corpus or 'offline'}` corpus"
     )
     config = json.loads((output_dir / "config.json").read_text())
-    objective = "masked language modelling" + (
-        "" if data_args.mlm_only else
-        " + sentence-order prediction" if data_args.pair_objective == "sop" else " + next sentence prediction"
-    )
+    objective = "masked language modelling" + ("" if data_args.mlm_only else f" + {PAIR_OBJECTIVES[data_args.pair_objective]}")
     metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items())
     curves = (
         "\n## Training curves\n\n![training loss and held-out masked accuracy against tokens seen](training_curves.png)\n"

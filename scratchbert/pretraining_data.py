@@ -55,8 +55,8 @@ NEXT, RANDOM = 0, 1  # next_sentence_label values, as in BERT: 0 = B follows A
 # The pair objectives the binary head can learn. nsp (BERT): is B the segment after A, or one from another document?
 # sop (ALBERT's sentence-order prediction): A and B are always consecutive segments of one document, and label 1
 # (RANDOM's value) means their order was swapped; it cannot be solved by telling topics apart, as NSP largely can.
-PAIR_OBJECTIVES = ("nsp", "sop")
-IN_ORDER, SWAPPED = NEXT, RANDOM
+PAIR_OBJECTIVES = {"nsp": "next sentence prediction", "sop": "sentence-order prediction"}
+SWAPPED = RANDOM  # sop's label 1; an unswapped pair keeps NEXT's 0
 
 
 def tokenize_documents(batch: dict[str, list], tokenizer) -> dict[str, list]:
@@ -99,7 +99,7 @@ def pairs_from_document(
     document = documents[index]
     max_num_tokens = max_seq_length - 3  # [CLS] A [SEP] B [SEP]
     target_length = max_num_tokens if rng.random() >= short_seq_prob else rng.randint(2, max_num_tokens)
-    others = [i for i in range(len(documents)) if i != index and documents[i]]
+    others = [i for i in range(len(documents)) if i != index and documents[i]] if pair_objective == "nsp" else []
     pairs, chunk, chunk_length, i = [], [], 0, 0
     while i < len(document):
         chunk.append(document[i])
@@ -524,7 +524,7 @@ def build_dataset(
     if not streaming:
         examples_kwargs = dict(
             num_proc=num_proc,
-            desc=f"{description}: building {'MLM + ' + pair_objective.upper() if nsp else 'MLM'} examples",
+            desc=f"{description}: building MLM{' + ' + pair_objective.upper() if nsp else ''} examples",
             new_fingerprint=Hasher.hash(("examples-v2", sentences_fingerprint, sorted(build_kwargs.items()))),
         )
     examples = sentences.map(
