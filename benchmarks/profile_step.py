@@ -4,6 +4,7 @@
     python benchmarks/profile_step.py --shapes recipe --dtypes bf16 --compile
     python benchmarks/profile_step.py --dtypes bf16 --attention --json benchmarks/results/profile_attention.json
     python benchmarks/profile_step.py --shapes recipe --dtypes bf16 --loss --rounds 5 --steps 8
+    python benchmarks/profile_step.py --shapes recipe --dtypes bf16 --unpad --rounds 5 --steps 8
 
 For each shape and dtype, on real batches (the Wikipedia sample when ../shared/data is present, else the offline
 corpus), with fused AdamW as every config uses:
@@ -20,7 +21,10 @@ corpus), with fused AdamW as every config uses:
 5. with --attention (bf16 only): the step with attention spelled out as matmuls and a softmax, the model's path for
    bf16 training on CPU, against SDPA everywhere, same weights and batches, alternated in one process;
 6. with --loss (bf16 only): the step with the MLM loss computed a block of rows at a time (the model's path on
-   CPU, BlockwiseCrossEntropySum) against F.cross_entropy on fp32 logits, alternated the same way.
+   CPU, BlockwiseCrossEntropySum) against F.cross_entropy on fp32 logits, alternated the same way;
+7. with --unpad: the step with `config.unpad_inputs` (padding dropped before the embeddings, every per-token
+   block run on the real tokens only) against the padded step, alternated the same way. Pretraining pairs are
+   shorter than the batch's longest in about a fifth of their slots on the Wikipedia sample.
 Results go to benchmarks/results/profile.json; docs/performance.md holds the figures and what they say.
 """
 
@@ -45,7 +49,7 @@ SHAPES = {
     # configs/pretrain_wikipedia_30min.yaml: BERT-mini's shape with ALiBi, sin/cos positions, no dropout.
     "recipe": dict(vocab_size=16000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
                    attention_position_bias="alibi", position_embedding_init="sinusoidal",
-                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, linear_bias=False),
     # BERT-base in BERT's own layout.
     "bert-base": dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
     # For the plumbing test only.
@@ -146,7 +150,8 @@ def profile_shape(name, options, documents, tokenizer, args) -> dict:
     config = scratchbert.ScratchBertConfig(**options, max_position_embeddings=max(args.seq, 128), pad_token_id=tokenizer.pad_token_id)
     batches, rows, collator = batches_and_collator(documents, tokenizer, args.seq, args.batch, args.steps + 2)
     tokens_per_step = args.batch * args.seq
-    result = {"config": options, "batch": args.batch, "seq": args.seq, "dtypes": {}}
+    real_share = sum(int(b["attention_mask"].sum()) for b in batches[2:]) / (len(batches[2:]) * tokens_per_step)
+    result = {"config": options, "batch": args.batch, "seq": args.seq, "real_token_share": real_share, "dtypes": {}}
     data_seconds = median_seconds(collator, rows[:5])
     for dtype in args.dtypes:
         bf16 = dtype == "bf16"
@@ -180,6 +185,8 @@ def profile_shape(name, options, documents, tokenizer, args) -> dict:
             entry["attention"] = attention_comparison(model, optimizer, batches, bf16, args)
         if args.loss and bf16:
             entry["loss"] = loss_comparison(model, optimizer, batches, bf16, args)
+        if args.unpad:
+            entry["unpad"] = unpad_comparison(model, optimizer, batches, bf16, args)
         result["dtypes"][dtype] = entry
         print(f"\n{name}, {dtype}: {entry['ms_per_step']:.1f} ms/step, {entry['tokens_per_second']:.0f} tokens/s", flush=True)
         for kind, share in entry["op_kinds"].items():
@@ -198,6 +205,10 @@ def profile_shape(name, options, documents, tokenizer, args) -> dict:
             c = entry["loss"]
             print(f"  blockwise cross-entropy: {c['blockwise_tokens_per_second']:.0f} vs plain {c['plain_tokens_per_second']:.0f} "
                   f"tokens/s ({c['speedup']:.2f}x)")
+        if "unpad" in entry:
+            c = entry["unpad"]
+            print(f"  unpadded: {c['unpadded_tokens_per_second']:.0f} vs padded {c['padded_tokens_per_second']:.0f} "
+                  f"slots/s ({c['speedup']:.2f}x); {c['real_token_share']:.0%} of the batches' slots are real tokens")
     return result
 
 
@@ -259,6 +270,13 @@ def loss_comparison(model, optimizer, batches, bf16, args) -> dict:
     return switch_comparison(blockwise, "enabled_on_cpu", ("plain", "blockwise"), model, optimizer, batches, bf16, args)
 
 
+def unpad_comparison(model, optimizer, batches, bf16, args) -> dict:
+    """The step with padding dropped (config.unpad_inputs) against the padded step: one model, the switch flipped."""
+    result = switch_comparison(model.config, "unpad_inputs", ("padded", "unpadded"), model, optimizer, batches, bf16, args)
+    real = sum(int(b["attention_mask"].sum()) for b in batches[2:])
+    return {**result, "real_token_share": real / sum(b["attention_mask"].numel() for b in batches[2:])}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default="recipe,bert-base", help=f"comma-separated, of {', '.join(SHAPES)}")
@@ -272,6 +290,8 @@ def main(argv=None):
                         help="also time attention spelled out (bf16 training on CPU) against SDPA")
     parser.add_argument("--loss", action="store_true",
                         help="also time the blockwise cross-entropy (bf16 on CPU) against F.cross_entropy on fp32 logits")
+    parser.add_argument("--unpad", action="store_true",
+                        help="also time the unpadded step (config.unpad_inputs) against the padded one")
     parser.add_argument("--json", default=str(REPO_ROOT / "benchmarks" / "results" / "profile.json"))
     args = parser.parse_args(argv)
     args.dtypes = args.dtypes.split(",")
@@ -291,7 +311,9 @@ def main(argv=None):
         shape = profile_shape(name, options, documents, tokenizer, args)
         flops = useful_flops_per_token(scratchbert.ScratchBertConfig(**options), args.seq)
         for dtype, entry in shape["dtypes"].items():
-            entry["model_flop_utilisation"] = entry["tokens_per_second"] * flops / report["matmul_peak_flops"][dtype]
+            # Useful FLOPs are the real tokens' (bench_vs_transformers.py counts the same); tokens/s count slots.
+            real_tokens_per_second = entry["tokens_per_second"] * shape["real_token_share"]
+            entry["model_flop_utilisation"] = real_tokens_per_second * flops / report["matmul_peak_flops"][dtype]
             print(f"{name}, {dtype}: model FLOP utilisation {entry['model_flop_utilisation']:.2f} of the {dtype} matmul peak")
         report["shapes"][name] = shape
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,8 @@ def test_benchmark_reports_every_figure(tmp_path):
     report = json.loads(out.read_text())
     figures = {(row["section"], row["figure"]) for row in report["rows"]}
     assert {section for section, _ in figures} == {
-        "pretraining", "recipe (ALiBi, bf16)", "memory", "model FLOP utilisation", "pair fine-tuning", "pair inference",
+        "pretraining", "recipe (ALiBi, bf16)", "recipe as configured", "memory", "model FLOP utilisation",
+        "pair fine-tuning", "pair inference",
     }
     for row in report["rows"]:
         assert row["scratchbert"] > 0 and row["transformers"] > 0

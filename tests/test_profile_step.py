@@ -31,7 +31,7 @@ def test_ops_are_sorted_into_kinds():
 def test_the_profile_reports_every_share(tmp_path):
     out = tmp_path / "profile.json"
     profile_step.main(["--shapes", "tiny", "--dtypes", "fp32,bf16", "--batch", "4", "--steps", "2", "--rounds", "1",
-                       "--attention", "--loss", "--json", str(out)])
+                       "--attention", "--loss", "--unpad", "--json", str(out)])
     report = json.loads(out.read_text())
     for dtype in ("fp32", "bf16"):
         entry = report["shapes"]["tiny"]["dtypes"][dtype]
@@ -46,6 +46,10 @@ def test_the_profile_reports_every_share(tmp_path):
     loss = report["shapes"]["tiny"]["dtypes"]["bf16"]["loss"]
     assert loss["plain_tokens_per_second"] > 0 and loss["blockwise_tokens_per_second"] > 0
     assert "loss" not in report["shapes"]["tiny"]["dtypes"]["fp32"]
+    for dtype in ("fp32", "bf16"):  # unpadding is a config switch, compared in both
+        unpad = report["shapes"]["tiny"]["dtypes"][dtype]["unpad"]
+        assert unpad["padded_tokens_per_second"] > 0 and unpad["unpadded_tokens_per_second"] > 0
+        assert 0 < unpad["real_token_share"] <= 1
     from scratchbert.modeling_scratchbert import BlockwiseCrossEntropySum, ScratchBertSelfAttention
 
     assert ScratchBertSelfAttention.explicit_softmax_for_cpu_bf16_training is True
