@@ -114,7 +114,8 @@ class ModelArguments:
     )
     unpad_inputs: bool = field(
         default=True,
-        metadata={"help": "Skip the work on padding tokens (same loss and gradients; a fifth of a pretraining batch is padding)"},
+        metadata={"help": "Skip the work on padding tokens (same loss and gradients; a fifth of a pretraining batch is "
+                          "padding). With torch_compile, false keeps the graph whole (unpadding's shapes depend on the data)"},
     )
 
 
