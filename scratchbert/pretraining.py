@@ -112,10 +112,11 @@ class ModelArguments:
     sparse_mlm_prediction: bool = field(
         default=True, metadata={"help": "Run the MLM head on masked positions only in training (same loss, faster)"}
     )
+    # Off by default: faster in one process on a fixed batch (1.12-1.18x), not end to end (docs/performance.md).
     unpad_inputs: bool = field(
-        default=True,
+        default=False,
         metadata={"help": "Skip the work on padding tokens (same loss and gradients; a fifth of a pretraining batch is "
-                          "padding). With torch_compile, false keeps the graph whole (unpadding's shapes depend on the data)"},
+                          "padding). Leave it off under torch_compile (unpadding's shapes depend on the data)"},
     )
 
 

@@ -22,7 +22,7 @@ def test_benchmark_reports_every_figure(tmp_path):
     report = json.loads(out.read_text())
     figures = {(row["section"], row["figure"]) for row in report["rows"]}
     assert {section for section, _ in figures} == {
-        "pretraining", "recipe (ALiBi, bf16)", "recipe as configured", "memory", "model FLOP utilisation",
+        "pretraining", "recipe (ALiBi, bf16)", "recipe as configured", "recipe, unpadded", "memory", "model FLOP utilisation",
         "pair fine-tuning", "pair inference",
     }
     for row in report["rows"]:

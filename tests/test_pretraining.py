@@ -144,12 +144,12 @@ def test_whole_word_masking_and_continued_pretraining(tmp_path):
     first, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", name="first")
     second, results = pretrain(
         tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", "--whole_word_mask", "true",
-        "--model_name_or_path", str(first), "--unpad_inputs", "false", name="second",
+        "--model_name_or_path", str(first), "--unpad_inputs", "true", name="second",
     )
     assert results["steps"] == 3
-    # Unpadding is on by default (same loss, less work) and is the run's choice, also for a loaded checkpoint.
-    assert AutoModel.from_pretrained(first).config.unpad_inputs is True
-    assert AutoModel.from_pretrained(second).config.unpad_inputs is False
+    # Unpadding is off by default (it did not pay end to end) and is the run's choice, also for a loaded checkpoint.
+    assert AutoModel.from_pretrained(first).config.unpad_inputs is False
+    assert AutoModel.from_pretrained(second).config.unpad_inputs is True
     a = AutoModel.from_pretrained(first).state_dict()
     b = AutoModel.from_pretrained(second).state_dict()
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
