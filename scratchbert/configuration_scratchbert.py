@@ -49,6 +49,12 @@ class ScratchBertConfig(PreTrainedConfig):
         linear_bias: whether the encoder layers' linear layers (QKV, attention output, feed-forward) have biases.
             False drops them (Cramming): fewer elementwise ops, a BERT-shaped model otherwise. LayerNorms, the
             embeddings and the heads keep theirs. No BERT layout: `scratchbert.convert` refuses False.
+        deepnorm: DeepNorm (Wang et al. 2022, "DeepNet") for post-LN layers: every sub-layer computes
+            LN(alpha * x + f(x)) with alpha = (2N)^(1/4), N = num_hidden_layers, and a fresh model starts the
+            feed-forward, attention-output and value weights at beta = (8N)^(-1/4) times initializer_range (the
+            encoder-only constants of the paper). It bounds how far an update moves the output, so post-LN keeps
+            BERT's layout yet tolerates higher learning rates. Only with layer_norm_position "post". No BERT
+            layout: `scratchbert.convert` refuses True.
         pad_token_id: id of [PAD]; its embedding row gets no gradient.
         classifier_dropout: dropout before classification heads; `None` means `hidden_dropout_prob`.
         classifier_pooling: what the sequence-classification head reads: "cls" (BERT's: the pooler, a dense + tanh
@@ -86,6 +92,7 @@ class ScratchBertConfig(PreTrainedConfig):
         attention_position_bias: str = "none",
         feed_forward_type: str = "mlp",
         linear_bias: bool = True,
+        deepnorm: bool = False,
         pad_token_id: int | None = 0,
         classifier_dropout: float | None = None,
         classifier_pooling: str = "cls",
@@ -113,6 +120,7 @@ class ScratchBertConfig(PreTrainedConfig):
         self.attention_position_bias = attention_position_bias
         self.feed_forward_type = feed_forward_type
         self.linear_bias = linear_bias
+        self.deepnorm = deepnorm
         self.classifier_dropout = classifier_dropout
         self.classifier_pooling = classifier_pooling
         self.mlm_loss_weight = mlm_loss_weight
@@ -166,6 +174,13 @@ class ScratchBertConfig(PreTrainedConfig):
                 )
         if not isinstance(self.linear_bias, bool):
             raise ValueError(f"ScratchBertConfig.linear_bias must be true or false, got {self.linear_bias!r}")
+        if not isinstance(self.deepnorm, bool):
+            raise ValueError(f"ScratchBertConfig.deepnorm must be true or false, got {self.deepnorm!r}")
+        if self.deepnorm and self.layer_norm_position != "post":
+            raise ValueError(
+                "ScratchBertConfig.deepnorm scales the residual of post-LN layers; it needs layer_norm_position "
+                f"'post', got {self.layer_norm_position!r}"
+            )
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"ScratchBertConfig.pad_token_id must be None or in [0, vocab_size={self.vocab_size}), "

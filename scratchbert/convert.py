@@ -185,6 +185,7 @@ BERT_LAYOUT = {
     "classifier_pooling": ("cls", "BERT's classifier reads the pooled [CLS] vector"),
     "feed_forward_type": ("mlp", "BERT's feed-forward block is an ungated MLP"),
     "linear_bias": (True, "every linear layer of BERT has a bias"),
+    "deepnorm": (False, "BERT's residual sums are unscaled"),
 }
 
 

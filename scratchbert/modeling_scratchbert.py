@@ -200,6 +200,8 @@ class ScratchBertLayer(GradientCheckpointingLayer):
     """Post-LayerNorm transformer layer: x = LN(x + attn(x)); x = LN(x + FFN(x)), as in BERT.
 
     With config.layer_norm_position = "pre": x = x + attn(LN(x)); x = x + FFN(LN(x)) (same parameters, other order).
+    With config.deepnorm (post-LN only): x = LN(alpha * x + attn(x)); x = LN(alpha * x + FFN(x)), alpha = (2N)^(1/4);
+    its smaller init of the FFN, attention-output and value weights is marked here and applied by `_init_weights`.
     With config.feed_forward_type = "glu", FFN(x) = ffn_out(act(gate) * value), where [gate, value] = ffn_in(x).
     """
 
@@ -216,6 +218,13 @@ class ScratchBertLayer(GradientCheckpointingLayer):
         self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        # DeepNorm's residual scale; 1 (BERT's plain sum) otherwise.
+        self.residual_scale = (2 * config.num_hidden_layers) ** 0.25 if config.deepnorm else 1.0
+        if config.deepnorm:  # and its init: these weights start (8N)^(-1/4) times smaller (read by _init_weights)
+            beta = (8 * config.num_hidden_layers) ** -0.25
+            for linear in (self.ffn_in, self.ffn_out, self.attention.out):
+                linear.init_std_scale = beta
+            self.attention.qkv.value_rows_init_std_scale = beta
 
     def feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:  # [B, T, H] -> [B, T, H]
         if self.gated:
@@ -230,6 +239,9 @@ class ScratchBertLayer(GradientCheckpointingLayer):
             hidden_states = hidden_states + self.dropout(attention_output)
             return hidden_states + self.dropout(self.feed_forward(self.ffn_norm(hidden_states)))
         attention_output, _ = self.attention(hidden_states, attention_bias, **kwargs)
+        if self.residual_scale != 1.0:  # DeepNorm
+            hidden_states = self.attention_norm(self.residual_scale * hidden_states + self.dropout(attention_output))
+            return self.ffn_norm(self.residual_scale * hidden_states + self.dropout(self.feed_forward(hidden_states)))
         hidden_states = self.attention_norm(hidden_states + self.dropout(attention_output))
         return self.ffn_norm(hidden_states + self.dropout(self.feed_forward(hidden_states)))
 
@@ -321,7 +333,13 @@ class ScratchBertPreTrainedModel(PreTrainedModel):
         """BERT's initialisation. The `init` functions skip tensors that from_pretrained has already loaded."""
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            init.normal_(module.weight, mean=0.0, std=std)
+            # DeepNorm marks the linears it starts smaller (ScratchBertLayer); every other linear is BERT's.
+            init.normal_(module.weight, mean=0.0, std=std * getattr(module, "init_std_scale", 1.0))
+            value_scale = getattr(module, "value_rows_init_std_scale", None)  # the value third of a fused QKV
+            if value_scale is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                # Slicing drops the "already loaded" flag, hence the check above.
+                value_rows = module.weight[2 * module.weight.shape[0] // 3 :]
+                init.normal_(value_rows, mean=0.0, std=std * value_scale)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding) and getattr(module, "is_position_table", False) and (

@@ -53,6 +53,8 @@ from .pretraining_data import (
     build_dataset,
     build_eval_dataset,
     cached_wordpiece_tokenizer,
+    first_examples,
+    ramped_batch_size,
     split_documents,
     stream_share,
     thin_masks,
@@ -106,6 +108,9 @@ class ModelArguments:
     linear_bias: bool = field(
         default=True, metadata={"help": "Biases in the encoder layers' linear layers (false: none, as Cramming; not convertible to BERT)"}
     )
+    deepnorm: bool = field(
+        default=False, metadata={"help": "DeepNorm's scaled residual and init for post-LN layers (not convertible to BERT)"}
+    )
     mlm_loss_weight: float = 1.0
     nsp_loss_weight: float = 1.0
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
@@ -153,6 +158,14 @@ class DataArguments:
         metadata={"help": "Masking rate at the start, falling linearly to mlm_probability over the run "
                           "(Ankner et al. 2023: 0.3 -> 0.15); evaluation always masks 15 %"},
     )
+    batch_size_ramp_start: int | None = field(
+        default=None,
+        metadata={"help": "Batch size at the start, growing in steps of itself to per_device_train_batch_size over the "
+                          "first batch_size_ramp_fraction of training (Cramming); the rest of each early batch is skipped"},
+    )
+    batch_size_ramp_fraction: float = field(
+        default=0.5, metadata={"help": "Share of training (of the steps, or of max_train_minutes) the batch-size ramp spans"}
+    )
     whole_word_mask: bool = False
     mlm_only: bool = field(default=False, metadata={"help": "Train MLM alone (single segments, no NSP)"})
     pair_objective: str = field(
@@ -176,6 +189,13 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise ValueError(f"{name}={value} must be a share of tokens in (0, 1)")
+        if self.batch_size_ramp_start is not None and (
+            isinstance(self.batch_size_ramp_start, bool) or not isinstance(self.batch_size_ramp_start, int)
+            or self.batch_size_ramp_start < 1
+        ):
+            raise ValueError(f"batch_size_ramp_start must be a positive number of examples, got {self.batch_size_ramp_start!r}")
+        if not 0 < self.batch_size_ramp_fraction <= 1:
+            raise ValueError(f"batch_size_ramp_fraction={self.batch_size_ramp_fraction} must be a share of training in (0, 1]")
         if self.pair_objective not in PAIR_OBJECTIVES:
             raise ValueError(f"pair_objective must be one of {', '.join(PAIR_OBJECTIVES)}, got {self.pair_objective!r}")
         if self.mlm_only and self.pair_objective != "nsp":
@@ -285,7 +305,15 @@ class PretrainingTrainer(GuardedTrainer):
 
     Dense [B, T, V] logits for every position cost most of an evaluation and are thrown away; what the metrics
     need is, per labelled position, the prediction and its loss, plus the input token (was it [MASK]?).
+
+    Two schedules act on training batches just before their step (`get_batch_samples`): a falling masking rate
+    (the collator's `mlm_probability_start`) and a batch-size ramp (`batch_size_ramp_start`).
     """
+
+    def __init__(self, *args, batch_size_ramp_start: int | None = None, batch_size_ramp_fraction: float = 0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batch_size_ramp_start = batch_size_ramp_start
+        self.batch_size_ramp_fraction = batch_size_ramp_fraction
 
     def get_train_dataloader(self):
         """A streamed corpus is already this rank's own share (`stream_share`): load it as it is.
@@ -306,17 +334,27 @@ class PretrainingTrainer(GuardedTrainer):
         return min(training_progress(self.time_budget, self.state.global_step, self.state.max_steps), 1.0)
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
-        """A masking-rate schedule's batches, thinned to this step's rate before their labels are counted.
+        """This step's batches, cut to the batch-size ramp's size and thinned to the masking schedule's rate.
 
-        The collator masks them at the schedule's highest rate (see DataCollatorForPretraining); here, in the main
-        process and just before the step they feed, they are brought to its rate. The Trainer's count of labelled
-        tokens (num_items_in_batch, the loss's divisor) is then taken again, on the thinned labels.
+        Batches are collated ahead of their step (DataLoader workers, accelerate's prefetch), at full size and,
+        with a masking schedule, at its highest rate (see DataCollatorForPretraining). Here, in the main process
+        and just before the step they feed, they are brought to the step's size and rate, and the Trainer's count
+        of labelled tokens (num_items_in_batch, the loss's divisor) is taken again. The ramp keeps a batch's first
+        examples and skips the rest for this epoch (the sampler has drawn them already; the next epoch reshuffles).
         """
         batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
-        if not any("mlm_draws" in batch for batch in batches):
+        masking_schedule = any("mlm_draws" in batch for batch in batches)
+        if self.batch_size_ramp_start is None and not masking_schedule:
             return batches, num_items_in_batch
-        rate = self.data_collator.masking_rate(self.training_progress())
-        batches = [thin_masks(batch, rate) for batch in batches]
+        progress = self.training_progress()
+        if self.batch_size_ramp_start is not None:
+            size = ramped_batch_size(
+                progress, self.batch_size_ramp_start, self.args.per_device_train_batch_size, self.batch_size_ramp_fraction
+            )
+            batches = [first_examples(batch, size) for batch in batches]
+        if masking_schedule:
+            rate = self.data_collator.masking_rate(progress)
+            batches = [thin_masks(batch, rate) for batch in batches]
         return batches, self._get_num_items_in_batch(batches, device)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -460,6 +498,8 @@ def build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_
         seed=training_args.seed, mlm_probability_start=data_args.mlm_probability_start,
     )
     return PretrainingTrainer(
+        batch_size_ramp_start=data_args.batch_size_ramp_start,
+        batch_size_ramp_fraction=data_args.batch_size_ramp_fraction,
         on_nonfinite_loss=run_args.on_nonfinite_loss,
         max_train_minutes=run_args.max_train_minutes,
         model=model,
@@ -559,6 +599,11 @@ def run(argv: list[str] | None = None) -> dict:
     setup_logging(training_args, run_args)
     logger.info("Configuration: %s", config_path or "flags only")
     check_run_options(training_args, run_args)
+    if (data_args.batch_size_ramp_start or 0) > training_args.per_device_train_batch_size:
+        raise ConfigError(
+            f"batch_size_ramp_start={data_args.batch_size_ramp_start} is above per_device_train_batch_size="
+            f"{training_args.per_device_train_batch_size}: the ramp grows the batch up to it"
+        )
     check_output_dir(training_args, run_args)
     checkpoint = resolve_checkpoint(training_args)
     if not model_args.model_name_or_path:  # a fresh model's config is known now: fail before any data work

@@ -246,6 +246,23 @@ def thin_masks(batch: dict, mlm_probability: float) -> dict:
     return batch
 
 
+def ramped_batch_size(progress: float, start: int, full: int, ramp_fraction: float) -> int:
+    """Cramming's batch-size ramp: `start` examples a step at first, `full` from `ramp_fraction` of training on.
+
+    In between the size grows linearly in steps of `start` (8, 16, 24, 32, say), so a compiled model sees a few
+    shapes, not one per step.
+    """
+    if progress >= ramp_fraction:
+        return full
+    target = start + (full - start) * max(progress, 0.0) / ramp_fraction
+    return min(full, max(start, int(target) // start * start))
+
+
+def first_examples(batch: dict, size: int) -> dict:
+    """The first `size` examples of a collated batch (every value is a tensor with the batch first)."""
+    return {key: value[:size] for key, value in batch.items()}
+
+
 @dataclass
 class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     """DataCollatorForLanguageModeling for pre-built pairs: pads, masks 15 % (80/10/10), keeps NSP labels.

@@ -322,6 +322,16 @@ def case_masking_rate(tmp_path, capsys, tokenizer_dir):
                         "--mlm_probability_start", "1.5")
 
 
+def case_batch_size_ramp(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+                        "--per_device_train_batch_size", "32", "--batch_size_ramp_start", "64")
+
+
+def case_deepnorm_pre_ln(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+                        "--deepnorm", "true", "--layer_norm_position", "pre")
+
+
 def case_pair_objective(tmp_path, capsys, tokenizer_dir):
     conflict = script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
                             "--pair_objective", "sop", "--mlm_only", "true")

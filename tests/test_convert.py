@@ -244,7 +244,8 @@ def test_command_line(tmp_path):
 
 @pytest.mark.parametrize(
     "option, value",
-    [("layer_norm_position", "pre"), ("attention_position_bias", "alibi"), ("feed_forward_type", "glu"), ("linear_bias", False)],
+    [("layer_norm_position", "pre"), ("attention_position_bias", "alibi"), ("feed_forward_type", "glu"), ("linear_bias", False),
+     ("deepnorm", True)],
 )
 def test_architecture_options_without_a_bert_layout_are_refused(tmp_path, option, value):
     model = scratchbert.ScratchBertForPreTraining(tiny_config(**{option: value}))

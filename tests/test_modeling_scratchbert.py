@@ -620,6 +620,45 @@ def test_linear_bias_must_be_a_bool():
         tiny_config(linear_bias="no")
 
 
+def test_deepnorm_layers_by_hand():
+    config = tiny_config(deepnorm=True, num_hidden_layers=2)
+    model = ScratchBertModel(config).eval()
+    alpha = (2 * 2) ** 0.25
+    x = torch.randn(2, 5, config.hidden_size)
+    layer = model.layers[0]
+    with torch.no_grad():
+        attention_output, _ = layer.attention(x)
+        h = layer.attention_norm(alpha * x + attention_output)
+        expected = layer.ffn_norm(alpha * h + layer.ffn_out(layer.act(layer.ffn_in(h))))
+        assert torch.allclose(layer(x), expected, atol=1e-6)
+    assert ScratchBertModel(tiny_config()).layers[0].residual_scale == 1.0, "BERT's residual sum stays unscaled"
+    assert_unpadded_path_equals_padded_path(ScratchBertForPreTraining(config).eval())
+
+
+def test_deepnorm_init_shrinks_the_value_output_and_feed_forward_weights(tmp_path):
+    config = tiny_config(deepnorm=True, hidden_size=256, num_attention_heads=4, intermediate_size=1024, num_hidden_layers=4)
+    torch.manual_seed(0)
+    model = ScratchBertModel(config)
+    std, beta, hidden = config.initializer_range, (8 * 4) ** -0.25, config.hidden_size
+    for layer in model.layers:
+        qkv = layer.attention.qkv.weight
+        # Each tensor holds 65k+ draws, so its std is within 2 % of the target.
+        assert qkv[: 2 * hidden].std().item() == pytest.approx(std, rel=0.02), "queries and keys keep BERT's init"
+        for weight in (qkv[2 * hidden :], layer.attention.out.weight, layer.ffn_in.weight, layer.ffn_out.weight):
+            assert weight.std().item() == pytest.approx(std * beta, rel=0.02)
+    model.save_pretrained(tmp_path)
+    loaded = ScratchBertModel.from_pretrained(tmp_path)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), f"{name} was re-initialised on load"
+
+
+def test_deepnorm_is_for_post_layernorm_and_a_bool():
+    with pytest.raises(ValueError, match="deepnorm .*needs layer_norm_position 'post'"):
+        tiny_config(deepnorm=True, layer_norm_position="pre")
+    with pytest.raises(ValueError, match="ScratchBertConfig.deepnorm must be true or false, got 1"):
+        tiny_config(deepnorm=1)
+
+
 def test_alibi_bias_by_hand():
     from scratchbert.modeling_scratchbert import alibi_bias
 

@@ -140,6 +140,20 @@ def test_recipe_options_gated_feed_forward_no_biases_and_a_falling_masking_rate(
 
 
 @pytest.mark.slow
+def test_recipe_options_deepnorm_and_a_batch_size_ramp(tmp_path):
+    args = ("--corpus", "synthetic", "--synthetic_documents", "60", "--max_steps", "4")
+    _, plain = pretrain(tmp_path, *args, name="plain")
+    # Batch 4 from 2: steps 0 and 1 (progress 0 and 0.25 of max_steps, under the ramp's half) take 2 examples.
+    output_dir, ramped = pretrain(
+        tmp_path, *args, "--deepnorm", "true", "--batch_size_ramp_start", "2", "--batch_size_ramp_fraction", "0.5",
+        name="ramped",
+    )
+    assert ramped["steps"] == plain["steps"] == 4 and RESULT_KEYS <= set(ramped)
+    assert ramped["train_tokens"] < 0.9 * plain["train_tokens"], "the ramp's first steps see half a batch"
+    assert AutoModelForPreTraining.from_pretrained(output_dir).config.deepnorm is True
+
+
+@pytest.mark.slow
 def test_whole_word_masking_and_continued_pretraining(tmp_path):
     first, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "60", name="first")
     second, results = pretrain(
@@ -300,6 +314,14 @@ def test_bad_inputs_fail_before_training(tmp_path, capsys, tokenizer_dir):
     assert "mlm_probability_start=1.5 must be a share of tokens in (0, 1)" in fails(
         tmp_path, capsys, "--mlm_probability_start", "1.5"
     )
+    assert "batch_size_ramp_start=8 is above per_device_train_batch_size=4" in fails(
+        tmp_path, capsys, "--batch_size_ramp_start", "8"
+    )
+    assert "batch_size_ramp_fraction=0.0 must be a share of training in (0, 1]" in fails(
+        tmp_path, capsys, "--batch_size_ramp_fraction", "0"
+    )
+    err = fails(tmp_path, capsys, "--deepnorm", "true", "--layer_norm_position", "pre", "--train_file", str(tmp_path / "one.txt"))
+    assert "needs layer_norm_position 'post'" in err and "Training a WordPiece" not in err, "refused before any data work"
     err = fails(tmp_path, capsys, "--feed_forward_type", "swiglu", "--train_file", str(tmp_path / "one.txt"))
     assert "feed_forward_type" in err and "Training a WordPiece" not in err, "refused before any data work"
     bad_config = tmp_path / "bad.yaml"

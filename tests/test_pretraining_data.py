@@ -385,3 +385,16 @@ def test_streamed_hold_out_never_reaches_any_ranks_training_share(world_size):
     assert set(evaluated) <= all_held_out and 0.1 < len(all_held_out) / len(texts) < 0.45
     assert len(trained) == len(set(trained)), "no document trained twice"
     assert sorted(trained) == sorted(set(texts) - all_held_out)
+
+
+def test_batch_size_ramp_grows_in_steps_of_its_start_and_reaches_the_full_size_at_its_fraction():
+    from scratchbert.pretraining_data import first_examples, ramped_batch_size
+
+    sizes = [ramped_batch_size(p, start=8, full=32, ramp_fraction=0.5) for p in (0.0, 0.1, 0.2, 0.4, 0.49, 0.5, 1.0)]
+    # 0.1 of training: 8 + 24 * 0.2 = 12.8 -> 8; 0.2: 17.6 -> 16; 0.4: 27.2 -> 24; 0.49: 31.5 -> 24; then the full 32.
+    assert sizes == [8, 8, 16, 24, 24, 32, 32]
+    assert ramped_batch_size(0.3, start=12, full=32, ramp_fraction=0.5) == 24  # 12 + 20 * 0.6 = 24
+    assert ramped_batch_size(0.0, start=32, full=32, ramp_fraction=1.0) == 32
+    batch = {"input_ids": torch.arange(12).view(4, 3), "next_sentence_label": torch.tensor([0, 1, 0, 1])}
+    first = first_examples(batch, 2)
+    assert torch.equal(first["input_ids"], batch["input_ids"][:2]) and first["next_sentence_label"].tolist() == [0, 1]
