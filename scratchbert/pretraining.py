@@ -156,7 +156,7 @@ class DataArguments:
     mlm_probability_start: float | None = field(
         default=None,
         metadata={"help": "Masking rate at the start, falling linearly to mlm_probability over the run "
-                          "(Ankner et al. 2023: 0.3 -> 0.15); evaluation always masks 15 %"},
+                          "(Ankner et al. 2023: 0.3 -> 0.15); evaluation always masks 15%%"},
     )
     batch_size_ramp_start: int | None = field(
         default=None,

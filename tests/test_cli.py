@@ -80,3 +80,18 @@ def test_shipped_configs_are_found_from_any_folder(tmp_path, monkeypatch):
     assert find_config("configs/pretrain_offline.yaml") == Path("configs/pretrain_offline.yaml")
     with pytest.raises(ConfigError, match="configs/nope.yaml does not exist .*shipped with scratchbert: .*pretrain_offline.yaml"):
         find_config("configs/nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "module", ["pretraining", "classification", "token_classification", "glue", "convert"]
+)
+def test_every_entry_point_prints_its_help(module, capsys):
+    """--help formats every option's help (argparse %-formats it: a bare % in a help text crashed run_pretraining)."""
+    import importlib
+
+    main = importlib.import_module(f"scratchbert.{module}").main
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("usage:") and "--help" in printed
