@@ -172,10 +172,9 @@ class ScratchBertConfig(PreTrainedConfig):
                 raise ValueError(
                     f"ScratchBertConfig.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
                 )
-        if not isinstance(self.linear_bias, bool):
-            raise ValueError(f"ScratchBertConfig.linear_bias must be true or false, got {self.linear_bias!r}")
-        if not isinstance(self.deepnorm, bool):
-            raise ValueError(f"ScratchBertConfig.deepnorm must be true or false, got {self.deepnorm!r}")
+        for name in ("linear_bias", "deepnorm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ScratchBertConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if self.deepnorm and self.layer_norm_position != "post":
             raise ValueError(
                 "ScratchBertConfig.deepnorm scales the residual of post-LN layers; it needs layer_norm_position "

@@ -218,9 +218,10 @@ class ScratchBertLayer(GradientCheckpointingLayer):
         self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        # DeepNorm's residual scale; 1 (BERT's plain sum) otherwise.
-        self.residual_scale = (2 * config.num_hidden_layers) ** 0.25 if config.deepnorm else 1.0
-        if config.deepnorm:  # and its init: these weights start (8N)^(-1/4) times smaller (read by _init_weights)
+        self.residual_scale = 1.0  # BERT's plain residual sum
+        if config.deepnorm:
+            self.residual_scale = (2 * config.num_hidden_layers) ** 0.25
+            # and DeepNorm's init: these weights start (8N)^(-1/4) times smaller (read by _init_weights)
             beta = (8 * config.num_hidden_layers) ** -0.25
             for linear in (self.ffn_in, self.ffn_out, self.attention.out):
                 linear.init_std_scale = beta
