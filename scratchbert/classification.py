@@ -415,6 +415,13 @@ def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, seed: in
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def constant(predictions: np.ndarray) -> bool:
+    """Whether every prediction is the same: one class, or one score to float32's precision (a collapsed head)."""
+    if predictions.size == 0 or not np.isfinite(predictions).all():
+        return False
+    return bool(np.ptp(predictions) <= 1e-6 * max(1.0, float(np.abs(predictions).max())))
+
+
 def make_compute_metrics(task_name: str | None, label_names: list[str] | None):
     """GLUE's metrics, each beside its trivial line: accuracy (+ F1 of label 1 for binary tasks), Matthews for
     CoLA, Pearson/Spearman for a regression (STS-B).
@@ -422,6 +429,11 @@ def make_compute_metrics(task_name: str | None, label_names: list[str] | None):
     `majority_baseline_*` scores always predicting the split's most frequent class (an upper bound on any
     constant classifier); `constant_baseline_*` of a regression is 0, as any constant prediction correlates
     with nothing.
+
+    `constant_predictions` says the model gave every example the same class or score; `nonfinite_predictions`
+    that some output was NaN or inf. A constant regression scores Pearson and Spearman 0 (undefined, NaN in
+    SciPy; 0 as scikit-learn defines Matthews of a constant classifier), and `diverged` (below) counts it as
+    diverged; a constant classifier scores what the majority-class line scores, as it is.
     """
     regression = label_names is None
     metrics = ["pearsonr", "spearmanr"] if regression else ["accuracy"]
@@ -435,9 +447,12 @@ def make_compute_metrics(task_name: str | None, label_names: list[str] | None):
         logits, references = eval_prediction.predictions, eval_prediction.label_ids
         logits = logits[0] if isinstance(logits, tuple) else logits
         predictions = logits.squeeze(-1) if regression else logits.argmax(-1)
-        results = {}
-        for metric in loaded.values():
-            results.update(metric.compute(predictions=predictions, references=references))
+        results = {"constant_predictions": constant(predictions), "nonfinite_predictions": not np.isfinite(logits).all()}
+        for name, metric in loaded.items():
+            if regression and results["constant_predictions"]:
+                results[name] = 0.0  # a correlation with a constant is undefined: scored as correlating with nothing
+            else:
+                results.update(metric.compute(predictions=predictions, references=references))
         if regression:
             results.update({f"constant_baseline_{name}": 0.0 for name in loaded})
         else:  # the majority class of the same split
@@ -448,6 +463,31 @@ def make_compute_metrics(task_name: str | None, label_names: list[str] | None):
         return results
 
     return compute_metrics
+
+
+def diverged(results: dict, regression: bool) -> str | None:
+    """Why a finished run counts as diverged (None: it did not): a non-finite training loss, evaluation loss,
+    score or prediction, or, for a regression, one score for every dev example. The GLUE suite never picks such
+    a run's learning rate nor averages its scores."""
+    reasons = []
+    if not np.isfinite(results.get("train_loss", 0.0)):
+        reasons.append(f"training loss {results['train_loss']}")
+    for key, value in results.items():
+        if not key.startswith("eval_") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not np.isfinite(value):
+            reasons.append(f"{key} {value}")
+    for key, value in results.items():
+        if key.startswith("eval_") and key.endswith("nonfinite_predictions") and value:
+            reasons.append(f"non-finite predictions ({key})")
+        if regression and key.startswith("eval_") and key.endswith("_constant_predictions") and value:
+            reasons.append(f"the same score for every example ({key}; Pearson and Spearman undefined, scored 0)")
+    return "; ".join(reasons) or None
+
+
+def is_divergence(error: Exception) -> bool:
+    """Whether a TrainingFailure is the NaN guard's stop (the loss became NaN or inf), not a failed write."""
+    return str(error).startswith("the loss became")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -621,6 +661,10 @@ def run(argv: list[str] | None = None) -> dict:
         "random_init": model_args.random_init or not model_args.model_name_or_path,
         "config": config_path,
     }
+    results["diverged_reason"] = diverged(results, regression=label_names is None)
+    results["diverged"] = results["diverged_reason"] is not None
+    if results["diverged"]:
+        logger.warning("This run diverged: %s", results["diverged_reason"])
     if training_args.do_predict:
         for name in sorted(n for n in splits if n.split("_")[0] == "test"):  # test, and MNLI's test_mismatched
             path = output_dir / f"predictions{name.removeprefix('test')}.tsv"

@@ -8,9 +8,11 @@ Each task is fine-tuned by `scratchbert.classification.run` (what run_classifica
 training loop) from configs/glue_task.yaml plus the task's hyperparameters below, once per seed; with
 --random_init once more per seed from random weights (the same architecture and tokenizer), so the table shows
 what pretraining is worth. With --learning_rates (a grid), each task and starting point runs every rate with the
-first seed and the other seeds at its best rate on dev. A transformers BERT folder is converted first
-(scratchbert.convert). Every task's
-data is checked before anything trains. Written to OUT: glue_results.json (every run's metrics, baselines,
+first seed and the other seeds at its best rate on dev. A run that diverged (its loss or a score NaN or inf, or a
+regression that gives every dev pair one score: classification.diverged) is flagged, never chosen, never averaged
+and never submitted; a side where every run diverged has no score, and the average says which task lacks one.
+A transformers BERT folder is converted first (scratchbert.convert). Every task's data is checked before anything
+trains. Written to OUT: glue_results.json (every run's metrics, baselines,
 steps, runtime; means, spreads, the average), glue_results.md (the table, also printed), glue_results.png,
 runs/<task>/<init>-seed<S>/ (each fine-tuned model), and with --do_predict submission/ (GLUE's test-set files).
 """
@@ -20,6 +22,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from .cli import ConfigError, packaged_config, parse_config
 from .convert import ConversionError, convert_bert_to_scratchbert
 from .corpus import CorpusError
 from .glue_tasks import TASKS, GlueDataError, GlueTask, check_task_files, task_named, tasks_in
-from .runs import script_main
+from .runs import TrainingFailure, script_main
 
 logger = logging.getLogger(__name__)
 
@@ -231,34 +234,80 @@ def metric_keys(metric: str, task: GlueTask) -> tuple[str, str]:
     return f"eval_{prefix}{name}", f"eval_{prefix}{baseline}_{name}"
 
 
+def finite_or_none(value) -> float | None:
+    """A score as JSON can hold it: NaN and inf (never written as numbers) become None."""
+    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
+
+
 def run_record(task: GlueTask, results: dict, seed: int) -> dict:
     return {
         "seed": seed,
-        "metrics": {m: results[metric_keys(m, task)[0]] for m in task.metrics},
+        "metrics": {m: finite_or_none(results[metric_keys(m, task)[0]]) for m in task.metrics},
         "baseline": {m: results.get(metric_keys(m, task)[1], 0.0) for m in task.metrics},
         "steps": results["steps"],
         "runtime_seconds": results["runtime_seconds"],
+        "diverged": bool(results.get("diverged")),
+        "diverged_reason": results.get("diverged_reason"),
     }
 
 
-def task_score(task: GlueTask, record: dict) -> float:
-    """One run's task score: the mean of the task's metrics (as GLUE averages F1 and accuracy, say)."""
-    return float(np.mean([record["metrics"][m] for m in task.metrics]))
+def fine_tune(task: GlueTask, argv: list[str], seed: int) -> dict:
+    """One run (classification.run) as a record; a run whose loss turned NaN or inf is a diverged record, not an
+    end of the suite (a grid's highest rate may blow up; the other rates still count)."""
+    start = time.time()
+    try:
+        results = classification.run(argv)
+    except TrainingFailure as error:
+        if not classification.is_divergence(error):
+            raise
+        record = {"seed": seed, "metrics": {m: None for m in task.metrics}, "baseline": None, "steps": None,
+                  "runtime_seconds": time.time() - start, "diverged": True, "diverged_reason": str(error).split(";")[0]}
+    else:
+        record = run_record(task, results, seed)
+    if record["diverged"]:
+        print(f"GLUE {task.name}, seed {seed}: diverged ({record['diverged_reason']}); not chosen, not averaged", flush=True)
+    return record
+
+
+def task_score(task: GlueTask, record: dict) -> float | None:
+    """One run's task score: the mean of the task's metrics (as GLUE averages F1 and accuracy, say); None for a
+    diverged run, which has no score to compare or average."""
+    values = [record["metrics"][m] for m in task.metrics]
+    if record["diverged"] or any(v is None for v in values):
+        return None
+    return float(np.mean(values))
+
+
+def choose_rate(task: GlueTask, grid: list[float], grid_runs: dict) -> float | None:
+    """The grid's best rate by the first seed's task score on dev (ties: the first given), among the runs that did
+    not diverge; None when every rate diverged."""
+    scored = [rate for rate in grid if task_score(task, grid_runs[rate][0]) is not None]
+    return max(scored, key=lambda rate: task_score(task, grid_runs[rate][0])) if scored else None
 
 
 def summarize(task: GlueTask, runs: list[dict]) -> dict:
-    """Mean and standard deviation over seeds of each metric, and the task score (the mean of its metrics)."""
-    values = {m: np.array([run["metrics"][m] for run in runs], dtype=float) for m in task.metrics}
+    """Mean and standard deviation over the seeds that did not diverge of each metric, and the task score (the mean
+    of its metrics); the seeds that diverged are named and left out. With none left, the scores are None and
+    `diverged` is true."""
+    kept = [run for run in runs if task_score(task, run) is not None]
+    summary = {
+        "diverged": not kept,
+        "diverged_seeds": [run["seed"] for run in runs if task_score(task, run) is None],
+        "steps": kept[0]["steps"] if kept else None,
+        "runtime_seconds": float(np.mean([run["runtime_seconds"] for run in runs])) if runs else None,
+        "runs": runs,
+    }
+    if not kept:
+        return {"mean": None, "std": None, "score": None, "score_std": None, **summary}
+    values = {m: np.array([run["metrics"][m] for run in kept], dtype=float) for m in task.metrics}
     scores = np.mean([values[m] for m in task.metrics], axis=0)  # [seeds]
-    ddof = 1 if len(runs) > 1 else 0  # the sample standard deviation over seeds
+    ddof = 1 if len(kept) > 1 else 0  # the sample standard deviation over seeds
     return {
         "mean": {m: float(v.mean()) for m, v in values.items()},
         "std": {m: float(v.std(ddof=ddof)) for m, v in values.items()},
         "score": float(scores.mean()),
         "score_std": float(scores.std(ddof=ddof)),
-        "steps": runs[0]["steps"],
-        "runtime_seconds": float(np.mean([run["runtime_seconds"] for run in runs])),
-        "runs": runs,
+        **summary,
     }
 
 
@@ -271,27 +320,42 @@ METRIC_LABELS = {"accuracy": "acc", "f1": "F1", "matthews_correlation": "MCC", "
 STARTS = (("pretrained", "pretrained"), ("random_init", "random init"))
 
 
+def score_cell(task: GlueTask, summary: dict) -> str:
+    """A side's metrics, mean ± spread over seeds; `diverged` when nothing is left, and how many seeds diverged."""
+    if summary["score"] is None:
+        return "diverged" + (" (every rate)" if summary.get("learning_rate") is None and "grid_scores" in summary else "")
+    kept = len(summary["runs"]) - len(summary["diverged_seeds"])
+    cell = " / ".join(
+        f"{100 * summary['mean'][m]:.1f}" + (f" ± {100 * summary['std'][m]:.1f}" if kept > 1 else "") for m in task.metrics
+    )
+    if summary["diverged_seeds"]:
+        cell += f" ({len(summary['diverged_seeds'])} of {len(summary['runs'])} seeds diverged)"
+    return cell
+
+
 def markdown_table(report: dict) -> str:
     starts = [(key, label) for key, label in STARTS if key in report["average"]]
     header = "| task | metric | " + " | ".join(label for _, label in starts) + " | baseline | steps | minutes | learning rate |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for name, entry in report["tasks"].items():
         task = TASKS[name]
-        cells = []
-        for key, _ in starts:
-            summary = entry[key]
-            cells.append(" / ".join(
-                f"{100 * summary['mean'][m]:.1f}" + (f" ± {100 * summary['std'][m]:.1f}" if len(summary["runs"]) > 1 else "")
-                for m in task.metrics
-            ))
-        baseline = " / ".join(f"{100 * entry['baseline'][m]:.1f}" for m in task.metrics)
+        cells = [score_cell(task, entry[key]) for key, _ in starts]
+        baseline = " / ".join(f"{100 * entry['baseline'][m]:.1f}" for m in task.metrics) if entry["baseline"] else "n/a"
         metrics = " / ".join(METRIC_LABELS[m] for m in task.metrics)
-        minutes = entry["pretrained"]["runtime_seconds"] / 60
-        rates = " / ".join(f"{entry[key]['learning_rate']:g}" for key, _ in starts)
+        runtime = entry["pretrained"]["runtime_seconds"]
+        minutes = f"{runtime / 60:.1f}" if runtime is not None else ""
+        steps = entry["pretrained"]["steps"] if entry["pretrained"]["steps"] is not None else ""
+        rates = " / ".join(f"{entry[key]['learning_rate']:g}" if entry[key]["learning_rate"] is not None else "none"
+                           for key, _ in starts)
         lines.append(f"| {task.folder} | {metrics} | " + " | ".join(cells)
-                     + f" | {baseline} | {entry['pretrained']['steps']} | {minutes:.1f} | {rates} |")
-    average = " | ".join(f"**{100 * report['average'][key]:.1f}**" for key, _ in starts)
-    lines.append(f"| average{report['average_note']} | task scores | {average} | {100 * report['average']['baseline']:.1f} | | | |")
+                     + f" | {baseline} | {steps} | {minutes} | {rates} |")
+    average = " | ".join(
+        f"**{100 * report['average'][key]:.1f}**" if report["average"][key] is not None
+        else f"n/a ({', '.join(TASKS[n].folder for n in report['average_missing'][key])} diverged)"
+        for key, _ in starts
+    )
+    baseline = f"{100 * report['average']['baseline']:.1f}" if report["average"]["baseline"] is not None else "n/a"
+    lines.append(f"| average{report['average_note']} | task scores | {average} | {baseline} | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -307,11 +371,13 @@ def write_chart(report: dict, path: Path):
     figure, axes = plt.subplots(figsize=(max(5, 1.3 * len(names) + 2), 3.5))
     for i, (key, label) in enumerate(starts):
         if key == "baseline":
-            heights = [100 * np.mean([report["tasks"][n]["baseline"][m] for m in TASKS[n].metrics]) for n in names]
+            heights = [100 * np.mean([report["tasks"][n]["baseline"][m] for m in TASKS[n].metrics])
+                       if report["tasks"][n]["baseline"] else np.nan for n in names]
             errors = None
-        else:
-            heights = [100 * report["tasks"][n][key]["score"] for n in names]
-            errors = [100 * report["tasks"][n][key]["score_std"] for n in names]
+        else:  # a side with no score (every run diverged) has no bar
+            summaries = [report["tasks"][n][key] for n in names]
+            heights = [100 * s["score"] if s["score"] is not None else np.nan for s in summaries]
+            errors = [100 * s["score_std"] if s["score_std"] is not None else 0.0 for s in summaries]
         axes.bar(np.arange(len(names)) + (i - (len(starts) - 1) / 2) * width, heights, width, yerr=errors, label=label)
     axes.set_xticks(np.arange(len(names)), [TASKS[n].folder for n in names])
     axes.set_ylabel("task score (dev set, x100)")
@@ -367,47 +433,63 @@ def run(argv: list[str] | None = None) -> dict:
         report["learning_rates"] = grid
     for task in tasks:
         entry = {"hyperparameters": hyperparameters_for(task, args).__dict__}
+        records = []  # every run of the task, for the dev set's baseline
         for random_init in starts:
             key = "random_init" if random_init else "pretrained"
-            runs, chosen, grid_scores = [], None, None
+            runs, chosen, grid_runs = [], None, None
             if grid:  # the first seed at every rate, each side choosing its own best on dev
                 first, grid_runs = report["seeds"][0], {}
                 for rate in grid:
                     run_dir = output_dir / "runs" / task.name / f"{key}-lr{rate:g}-seed{first}"
                     predict = args.do_predict and not random_init
-                    results = classification.run(task_argv(task, args, checkpoint, run_dir, first, random_init, predict, rate))
-                    grid_runs[rate] = (run_record(task, results, first), run_dir)
-                grid_scores = {f"{rate:g}": task_score(task, record) for rate, (record, _) in grid_runs.items()}
-                chosen = max(grid, key=lambda rate: task_score(task, grid_runs[rate][0]))  # ties: the first given
-                runs.append(grid_runs[chosen][0])
-                if args.do_predict and not random_init:
-                    entry["prediction_run"] = str(grid_runs[chosen][1])
-            for seed in report["seeds"][len(runs):]:
+                    grid_runs[rate] = (fine_tune(task, task_argv(task, args, checkpoint, run_dir, first, random_init, predict, rate), first), run_dir)
+                records += [record for record, _ in grid_runs.values()]
+                chosen = choose_rate(task, grid, grid_runs)
+                if chosen is None:
+                    print(f"GLUE {task.name}, {key}: every learning rate diverged; no score, no other seeds", flush=True)
+                else:
+                    runs.append(grid_runs[chosen][0])
+                    if args.do_predict and not random_init:
+                        entry["prediction_run"] = str(grid_runs[chosen][1])
+            remaining = report["seeds"][len(runs):] if not grid or chosen is not None else []  # none to run at no rate
+            for seed in remaining:
                 lr_part = f"-lr{chosen:g}" if chosen is not None else ""
                 run_dir = output_dir / "runs" / task.name / f"{key}{lr_part}-seed{seed}"
                 predict = args.do_predict and not random_init and seed == report["seeds"][0]
-                results = classification.run(task_argv(task, args, checkpoint, run_dir, seed, random_init, predict, chosen))
-                runs.append(run_record(task, results, seed))
+                runs.append(fine_tune(task, task_argv(task, args, checkpoint, run_dir, seed, random_init, predict, chosen), seed))
+                if predict and not runs[-1]["diverged"]:
+                    entry["prediction_run"] = str(run_dir)
+            records += runs
             entry[key] = summarize(task, runs)
-            entry[key]["learning_rate"] = chosen if chosen is not None else entry["hyperparameters"]["learning_rate"]
-            if grid_scores is not None:
-                entry[key]["grid_scores"] = grid_scores  # the first seed's task score at each rate
-        entry["baseline"] = entry["pretrained"]["runs"][0]["baseline"]  # the dev set's, the same for every run
+            entry[key]["learning_rate"] = chosen if grid else entry["hyperparameters"]["learning_rate"]
+            if grid_runs is not None:  # the first seed's task score at each rate (None: diverged), and why it diverged
+                entry[key]["grid_scores"] = {f"{rate:g}": task_score(task, record) for rate, (record, _) in grid_runs.items()}
+                entry[key]["grid_diverged"] = {f"{rate:g}": record["diverged_reason"] if task_score(task, record) is None else None
+                                               for rate, (record, _) in grid_runs.items()}
+        # The dev set's majority-class (or constant) line, the same for every run that reached an evaluation.
+        entry["baseline"] = next((record["baseline"] for record in records if record["baseline"] is not None), None)
         if args.do_predict:
-            run_dir = Path(entry.get("prediction_run") or output_dir / "runs" / task.name / f"pretrained-seed{report['seeds'][0]}")
-            entry["submission_files"] = write_submission(task, run_dir, output_dir / "submission")
+            if "prediction_run" in entry:
+                entry["submission_files"] = write_submission(task, Path(entry["prediction_run"]), output_dir / "submission")
+            else:  # never a submission from a run that diverged
+                entry["submission_files"] = []
+                print(f"GLUE {task.name}: no submission files, the pretrained run diverged", flush=True)
         report["tasks"][task.name] = entry
         (output_dir / "glue_results.json").write_text(json.dumps(report, indent=2))  # finished tasks survive a failure
 
     averaged = [name for name in report["tasks"] if name not in AVERAGE_EXCLUDES] or list(report["tasks"])
     report["average_tasks"] = averaged
     report["average_note"] = "" if averaged == list(report["tasks"]) else " (no WNLI)"
-    report["average"] = {
-        key: float(np.mean([report["tasks"][n][key]["score"] for n in averaged]))
-        for key, _ in STARTS if key in report["tasks"][averaged[0]]
-    }
-    report["average"]["baseline"] = float(np.mean(
-        [np.mean([report["tasks"][n]["baseline"][m] for m in TASKS[n].metrics]) for n in averaged]
+    # A side with a task that has no score (every run diverged) has no average: None, and the tasks named.
+    report["average"], report["average_missing"] = {}, {}
+    for key, _ in STARTS:
+        if key in report["tasks"][averaged[0]]:
+            scores = [report["tasks"][n][key]["score"] for n in averaged]
+            report["average_missing"][key] = [n for n, score in zip(averaged, scores) if score is None]
+            report["average"][key] = None if report["average_missing"][key] else float(np.mean(scores))
+    baselines = [report["tasks"][n]["baseline"] for n in averaged]
+    report["average"]["baseline"] = None if None in baselines else float(np.mean(
+        [np.mean([baseline[m] for m in TASKS[n].metrics]) for n, baseline in zip(averaged, baselines)]
     ))
     table = markdown_table(report)
     (output_dir / "glue_results.json").write_text(json.dumps(report, indent=2))

@@ -372,3 +372,29 @@ def test_model_card_front_matter_is_what_the_hub_reads(tmp_path, pretrained):
     assert metrics["accuracy (validation, majority class: the baseline)"] == pytest.approx(results["eval_majority_baseline_accuracy"])
     assert "# ScratchBert fine-tuned on" in card.text
 
+
+def test_a_constant_regression_scores_zero_and_counts_as_diverged():
+    # Issue 36 item 1: SciPy's Pearson and Spearman of a constant prediction are NaN; a NaN won the GLUE rate grid.
+    import numpy as np
+    from transformers import EvalPrediction
+
+    from scratchbert.classification import diverged
+
+    labels = np.array([0.0, 2.5, 5.0, 1.0])
+    m = make_compute_metrics("stsb", None)(EvalPrediction(np.full((4, 1), 2.5, dtype=np.float32), labels))
+    assert m["pearsonr"] == m["spearmanr"] == 0.0 and m["constant_predictions"] is True
+    results = {"train_loss": 1.0, **{f"eval_{k}": v for k, v in m.items()}}
+    assert "the same score for every example" in diverged(results, regression=True)
+    # A regression that varies is scored as before and does not diverge.
+    m = make_compute_metrics("stsb", None)(EvalPrediction(np.array([[0.1], [2.0], [4.0], [1.5]]), labels))
+    assert m["constant_predictions"] is False and m["pearsonr"] > 0.9
+    assert diverged({"train_loss": 1.0, **{f"eval_{k}": v for k, v in m.items()}}, regression=True) is None
+    # A classifier that gives every example one class scores what the majority class scores: as bad as it is, no NaN.
+    m = make_compute_metrics("cola", ["no", "yes"])(EvalPrediction(np.array([[2.0, 0.0]] * 4), np.array([0, 1, 0, 0])))
+    assert m["constant_predictions"] is True and m["matthews_correlation"] == 0.0 and m["accuracy"] == 0.75
+    assert diverged({"train_loss": 1.0, **{f"eval_{k}": v for k, v in m.items()}}, regression=False) is None
+    # Non-finite losses, scores or outputs diverge whatever the task.
+    assert "training loss nan" in diverged({"train_loss": float("nan"), "eval_accuracy": 0.5}, regression=False)
+    assert "eval_loss inf" in diverged({"train_loss": 1.0, "eval_loss": float("inf")}, regression=False)
+    m = make_compute_metrics("qqp", ["no", "yes"])(EvalPrediction(np.array([[np.nan, 0.0], [0.0, 1.0]]), np.array([0, 1])))
+    assert "non-finite predictions" in diverged({"train_loss": 1.0, **{f"eval_{k}": v for k, v in m.items()}}, regression=False)

@@ -2,6 +2,7 @@
 submission files; a transformers BERT converted on the fly; bad folders refused before anything trains."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,3 +194,79 @@ def test_pooling_decay_and_warmup_reach_every_run(tmp_path, checkpoint, glue_dir
                   *FAST])
     saved = json.loads((tmp_path / "runs" / "stsb" / "pretrained-seed42" / "config.json").read_text())
     assert saved["classifier_pooling"] == "mean" and report["tasks"]["stsb"]["pretrained"]["steps"] == 2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Issue 36 item 1: a diverged run never wins the rate grid, is never averaged, never submitted
+# --------------------------------------------------------------------------------------------------------------
+
+
+def scripted_runs(monkeypatch, outcome):
+    """classification.run replaced by a script: outcome(task, rate, seed, random_init) -> a score, "nan" (a
+    collapsed run as classification.run reports it), or "nan-loss" (the NaN guard stopped training)."""
+    from scratchbert import classification
+    from scratchbert.runs import TrainingFailure
+
+    def fake_run(argv):
+        value = dict(zip(argv[1::2], argv[2::2]))
+        task, rate, seed = TASKS[value["--task_name"]], float(value["--learning_rate"]), int(value["--seed"])
+        score = outcome(task.name, rate, seed, value["--random_init"] == "true")
+        if score == "nan-loss":
+            raise TrainingFailure("the loss became nan at step 3; stopped instead of training on it. Newest complete checkpoint: none")
+        out = Path(value["--output_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        if value["--do_predict"] == "true":
+            (out / "predictions.tsv").write_text(f"index\tprediction\n0\t{rate:g}\n")
+        collapsed = score == "nan"
+        results = {"steps": 2, "runtime_seconds": 1.0, "diverged": collapsed,
+                   "diverged_reason": "the same score for every example" if collapsed else None}
+        for metric in task.metrics:
+            results[f"eval_{metric}"] = float("nan") if collapsed else score
+            results[f"eval_constant_baseline_{metric}" if task.regression else f"eval_majority_baseline_{metric}"] = 0.0
+        return results
+
+    monkeypatch.setattr(classification, "run", fake_run)
+
+
+def test_a_collapsed_run_never_wins_the_grid_nor_is_averaged_nor_submitted(tmp_path, monkeypatch):
+    # Seen: STS-B grid {3e-4: nan, 1e-4: 0.80, 3e-5: 0.70} chose 3e-4 (max keeps a NaN met first); the other seeds ran
+    # at it, the table and average said nan, and --do_predict submitted the collapsed run's predictions.
+    def outcome(task, rate, seed, random_init):
+        if random_init:
+            return "nan-loss" if rate == 3e-4 else {1e-4: 0.3, 3e-5: 0.2}[rate]
+        if seed == 44:
+            return "nan"  # a later seed collapses at the chosen rate
+        return {3e-4: "nan", 1e-4: 0.80, 3e-5: 0.70}[rate] if seed == 42 else 0.78
+
+    scripted_runs(monkeypatch, outcome)
+    report = run(["--model_name_or_path", "no-such-model", "--tasks", "stsb", "--output_dir", str(tmp_path),
+                  "--seeds", "3", "--random_init", "true", "--do_predict", "true", "--learning_rates", "3e-4,1e-4,3e-5"])
+    side = report["tasks"]["stsb"]["pretrained"]
+    assert side["learning_rate"] == 1e-4 and side["grid_scores"] == {"0.0003": None, "0.0001": 0.8, "3e-05": 0.7}
+    assert side["grid_diverged"]["0.0003"] and side["grid_diverged"]["0.0001"] is None
+    assert [(r["seed"], r["diverged"]) for r in side["runs"]] == [(42, False), (43, False), (44, True)]
+    assert side["diverged_seeds"] == [44] and side["score"] == pytest.approx(0.79) and side["diverged"] is False
+    random = report["tasks"]["stsb"]["random_init"]  # a NaN loss stops that run, not the suite
+    assert random["learning_rate"] == 1e-4 and random["grid_scores"]["0.0003"] is None
+    assert "the loss became nan" in random["grid_diverged"]["0.0003"]
+    assert report["average"]["pretrained"] == pytest.approx(0.79)
+    submission = (tmp_path / "submission" / "STS-B.tsv").read_text().splitlines()
+    assert submission[1] == "0\t0.0001"  # from the run at the chosen rate
+    saved = (tmp_path / "glue_results.json").read_text()
+    assert "NaN" not in saved and json.loads(saved)["tasks"]["stsb"]["pretrained"]["diverged_seeds"] == [44]
+    assert "| 79.0 ± 1.4 / 79.0 ± 1.4 (1 of 3 seeds diverged) |" in (tmp_path / "glue_results.md").read_text()
+
+
+def test_when_every_rate_diverges_the_table_says_so_rather_than_a_number(tmp_path, monkeypatch):
+    scripted_runs(monkeypatch, lambda task, rate, seed, random_init: "nan" if task == "stsb" else 0.6)
+    report = run(["--model_name_or_path", "no-such-model", "--tasks", "stsb,rte", "--output_dir", str(tmp_path),
+                  "--seeds", "2", "--do_predict", "true", "--learning_rates", "1e-4,3e-5"])
+    stsb = report["tasks"]["stsb"]
+    assert stsb["pretrained"]["score"] is None and stsb["pretrained"]["diverged"] is True
+    assert stsb["pretrained"]["learning_rate"] is None and stsb["pretrained"]["runs"] == []  # no seed ran at no rate
+    assert stsb["submission_files"] == [] and not (tmp_path / "submission" / "STS-B.tsv").exists()
+    assert report["average"]["pretrained"] is None and report["average_missing"]["pretrained"] == ["stsb"]
+    assert report["tasks"]["rte"]["pretrained"]["score"] == pytest.approx(0.6)
+    table = (tmp_path / "glue_results.md").read_text()
+    assert "| STS-B | Pearson / Spearman | diverged (every rate) |" in table and "n/a (STS-B diverged)" in table
+    assert "nan" not in table.lower().replace("n/a", "")
