@@ -294,3 +294,146 @@ def test_onnx_export_refuses_what_it_cannot_do_and_keeps_what_is_there(tmp_path,
     assert (tmp_path / "out" / "model.onnx").read_text() == "mine"
     assert export_main(["onnx", str(tmp_path / "missing"), str(tmp_path / "other")]) == 2
     assert "cannot load the config of" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+def test_every_head_exports_as_its_own_task_and_unknown_heads_are_refused():
+    """Each head in AUTO_CLASSES has an export task of its own (a new head cannot fall back to feature-extraction)."""
+    from scratchbert.export import HEAD_TASKS, TASKS, ExportError, task_of
+    from scratchbert.modeling_scratchbert import AUTO_CLASSES
+
+    assert set(HEAD_TASKS) == {model_class.__name__ for model_class in AUTO_CLASSES.values()}
+    assert all(set(tasks) <= set(TASKS) for tasks in HEAD_TASKS.values())
+    expected = {"ScratchBertModel": "feature-extraction", "ScratchBertForPreTraining": "fill-mask",
+                "ScratchBertForMaskedLM": "fill-mask", "ScratchBertForNextSentencePrediction": "next-sentence-prediction",
+                "ScratchBertForSequenceClassification": "text-classification",
+                "ScratchBertForTokenClassification": "token-classification",
+                "ScratchBertForQuestionAnswering": "question-answering", "ScratchBertForMultipleChoice": "multiple-choice"}
+    for head, task in expected.items():
+        assert task_of(tiny_config(architectures=[head])) == task, head
+    assert task_of(tiny_config()) == "feature-extraction"  # no architectures: the encoder
+    with pytest.raises(ExportError, match="no ONNX export for a ScratchBertForSomethingNew head"):
+        task_of(tiny_config(architectures=["ScratchBertForSomethingNew"]))
+
+
+def fresh_load(auto_class, folder):
+    """The checkpoint loaded anew (not the object that was saved, nor the one the export used), every weight found."""
+    model, loading = auto_class.from_pretrained(folder, output_loading_info=True)
+    assert not loading["missing_keys"], loading["missing_keys"]
+    return model.eval()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head, task, outputs", [
+    ("ScratchBertForTokenClassification", "token-classification", ["logits"]),
+    ("ScratchBertForQuestionAnswering", "question-answering", ["start_logits", "end_logits"]),
+    ("ScratchBertForMultipleChoice", "multiple-choice", ["logits"]),
+    ("ScratchBertForNextSentencePrediction", "next-sentence-prediction", ["logits"]),
+])
+def test_onnx_export_keeps_the_fine_tuned_head(tmp_path, tokenizer_dir, head, task, outputs):
+    """A fine-tuned head exports with its head (not as feature-extraction with a random pooler), and onnxruntime
+    gives what a fresh load of the saved weights gives in PyTorch, on shapes the export never saw."""
+    import transformers
+
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import scratchbert
+    from scratchbert.export import INPUT_NAMES, export_onnx, padded_batch
+    from scratchbert.modeling_scratchbert import AUTO_CLASSES
+
+    auto_name = next(name for name, model_class in AUTO_CLASSES.items() if model_class.__name__ == head)
+    torch.manual_seed(0)
+    labels = {"num_labels": 5} if task == "token-classification" else {}
+    saved = getattr(scratchbert, head)(tiny_config(vocab_size=120, **labels)).eval()
+    with torch.no_grad():  # a trained head, far from its initialisation
+        for parameter in saved.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    saved.save_pretrained(tmp_path / "ckpt")
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp_path / "ckpt")
+
+    report = export_onnx(str(tmp_path / "ckpt"), tmp_path / "onnx")
+    assert (report["task"], report["outputs"]) == (task, outputs)  # before: feature-extraction, a random pooler_output
+    assert report["head"] == head
+    assert report["max_difference_vs_pytorch"] <= 1e-4
+
+    reference = fresh_load(getattr(transformers, auto_name), tmp_path / "ckpt")
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == outputs
+    for batch_size, seq_len, choices in ((1, 3, 2), (5, 33, 3), (2, 64, 5)):
+        batch = padded_batch(reference.config, batch_size, seq_len, seed=100 + seq_len,
+                             choices=choices if task == "multiple-choice" else None)
+        got = dict(zip(outputs, session.run(outputs, {n: batch[n].numpy() for n in INPUT_NAMES})))
+        with torch.no_grad():
+            expected = reference(**batch)
+        real = batch["attention_mask"].bool()
+        for name in outputs:
+            want, have = expected[name], torch.from_numpy(got[name])
+            if task in ("token-classification", "question-answering"):  # per token: padding positions are free
+                want, have = want[real], have[real]
+            torch.testing.assert_close(have, want, atol=1e-4, rtol=0)
+    if task == "token-classification":
+        assert got["logits"].shape == (2, 64, 5)
+
+
+@pytest.mark.parametrize("case", ["edited architectures", "no architectures", "another head's task"])
+def test_onnx_export_refuses_weights_the_checkpoint_does_not_hold(tmp_path, capsys, case):
+    """A head whose weights the checkpoint lacks would be initialised at random on every export (and pass the
+    onnxruntime check, which compares against that same random model): refused, naming the weights, nothing written."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from scratchbert.export import ExportError, export_onnx
+    from scratchbert.export import main as export_main
+
+    ScratchBertForPreTraining(tiny_config()).save_pretrained(tmp_path / "ckpt")  # encoder + MLM + NSP, no classifier
+    config_path = tmp_path / "ckpt" / "config.json"
+    config = json.loads(config_path.read_text())
+    task = None
+    if case == "edited architectures":
+        config["architectures"] = ["ScratchBertForTokenClassification"]
+        message = "lacks weights that the token-classification export needs: classifier.bias, classifier.weight"
+    elif case == "no architectures":
+        del config["architectures"]
+        task = "question-answering"
+        message = "lacks weights that the question-answering export needs: qa_outputs.bias, qa_outputs.weight"
+    else:
+        task = "text-classification"
+        message = "saved as ScratchBertForPreTraining, which has no text-classification head"
+    config_path.write_text(json.dumps(config))
+
+    with pytest.raises(ExportError, match=message):
+        export_onnx(str(tmp_path / "ckpt"), tmp_path / "out", task=task)
+    assert not (tmp_path / "out").exists()
+    assert export_main(["onnx", str(tmp_path / "ckpt"), str(tmp_path / "out")] + (["--task", task] if task else [])) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_class, overrides", [
+    (ScratchBertForSequenceClassification, {"classifier_pooling": "mean"}),
+    ("ScratchBertForTokenClassification", {}),
+])
+def test_onnx_feature_extraction_without_a_saved_pooler_has_no_pooler_output(tmp_path, model_class, overrides):
+    """feature-extraction of a checkpoint that holds no pooler (a mean-pooled classifier, a tagger) exports
+    last_hidden_state alone: no pooler_output from a pooler initialised at random on every export."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import scratchbert
+    from transformers import AutoModel
+
+    from scratchbert.export import INPUT_NAMES, export_onnx, padded_batch
+
+    model_class = getattr(scratchbert, model_class) if isinstance(model_class, str) else model_class
+    torch.manual_seed(0)
+    model_class(tiny_config(**overrides)).save_pretrained(tmp_path / "ckpt")
+    report = export_onnx(str(tmp_path / "ckpt"), tmp_path / "onnx", task="feature-extraction")
+    assert report["outputs"] == ["last_hidden_state"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["last_hidden_state"]
+
+    model, loading = AutoModel.from_pretrained(tmp_path / "ckpt", output_loading_info=True)
+    assert sorted(loading["missing_keys"]) == ["pooler.dense.bias", "pooler.dense.weight"]  # only the pooler is new
+    batch = padded_batch(model.config, 3, 21, seed=5)
+    (have,) = session.run(["last_hidden_state"], {n: batch[n].numpy() for n in INPUT_NAMES})
+    with torch.no_grad():
+        want = model.eval()(**batch).last_hidden_state
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(torch.from_numpy(have)[real], want[real], atol=1e-4, rtol=0)
