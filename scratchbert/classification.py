@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = packaged_config("classify_offline.yaml")
 
+PROBLEM_TYPES = ("auto", "regression", "classification")
 NSP_LABELS = ["next", "random"]  # as BERT's NSP: 0 = B follows A, 1 = B is random (F1's positive class)
 
 
@@ -115,6 +116,11 @@ class DataArguments:
     text_column_1: str | None = field(default=None, metadata={"help": "First text (default: the task's, or sentence1)"})
     text_column_2: str | None = field(default=None, metadata={"help": "Second text; none for single sentences"})
     label_column: str = "label"
+    problem_type: str = field(
+        default="auto",
+        metadata={"help": "regression or classification of label_column; auto: a float column is a regression (as "
+                          "transformers' run_glue decides), any other column classes", "choices": list(PROBLEM_TYPES)},
+    )
     validation_split_percentage: float = field(
         default=10.0, metadata={"help": "Held out from training when there is no validation split"}
     )
@@ -134,6 +140,14 @@ class DataArguments:
                 raise ValueError(str(error)) from None
         if self.glue_dir and not self.task_name:
             raise ValueError("glue_dir needs task_name (or run every task with python -m scratchbert.glue)")
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type must be one of {', '.join(PROBLEM_TYPES)}, got {self.problem_type!r}")
+        if self.problem_type != "auto":  # where the data fixes the kind, a contradicting problem_type is an error
+            fixed = (("regression" if GLUE_TASKS[self.task_name].regression else "classification", f"GLUE task {self.task_name}")
+                     if self.task_name else None if self.dataset_name or self.train_file
+                     else ("classification", "next-sentence pairs"))
+            if fixed is not None and fixed[0] != self.problem_type:
+                raise ValueError(f"problem_type {self.problem_type} contradicts the data: {fixed[1]} is a {fixed[0]}")
 
 
 class DataError(ValueError):
@@ -232,22 +246,44 @@ def check_labels_present(split: datasets.Dataset, label_column: str, name: str):
             )
 
 
-def label_names_of(split: datasets.Dataset, label_column: str, task_name: str | None = None) -> list[str] | None:
-    """Class names in id order, or None for a regression (float) label. A GLUE task's are the Hub's."""
+def label_names_of(split: datasets.Dataset, label_column: str, task_name: str | None = None,
+                   problem_type: str = "auto") -> list[str] | None:
+    """Class names in id order, or None for a regression. A GLUE task's are the Hub's; otherwise `problem_type`
+    decides, and `auto` decides as transformers' run_glue: a float column is a regression whatever its values
+    (ratings 1.0 to 5.0 too), a ClassLabel, integer, string or bool column holds classes. The log says which."""
     if task_name:
         return None if GLUE_TASKS[task_name].regression else list(GLUE_TASKS[task_name].label_names)
     feature = split.features[label_column]
+    dtype = getattr(feature, "dtype", None)
+    if problem_type == "auto":
+        regression = not isinstance(feature, datasets.ClassLabel) and dtype in ("float16", "float32", "float64")
+        why = f"column {label_column!r} holds {'floats' if regression else dtype or 'classes'} (problem_type auto)"
+    else:
+        regression, why = problem_type == "regression", f"problem_type {problem_type}"
+    if regression:
+        if isinstance(feature, datasets.ClassLabel):
+            raise DataError(f"problem_type regression, but {label_column!r} is a ClassLabel of classes ({', '.join(feature.names)})")
+        for value in split[label_column]:
+            regression_label(value)  # every training label a number, or a DataError naming the first that is not
+        logger.info("Labels: a regression (%s)", why)
+        return None
     if isinstance(feature, datasets.ClassLabel):
-        return list(feature.names)
-    if feature.dtype in ("float32", "float64"):
-        values = np.asarray(split[label_column], dtype=float)
-        if not np.all(values == np.round(values)):
-            return None
-    names = {str(v) for v in split[label_column]}
+        names = list(feature.names)
+    else:
+        names = {str(v) for v in split[label_column]}
+        try:
+            names = sorted(names, key=float)  # numeric labels in numeric order: "2" before "10"
+        except ValueError:
+            names = sorted(names)
+    logger.info("Labels: %d classes (%s)", len(names), why)
+    return names
+
+
+def regression_label(value) -> float:
     try:
-        return sorted(names, key=float)  # numeric labels in numeric order: "2" before "10"
-    except ValueError:
-        return sorted(names)
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"label {value!r} is not a number, and the labels are a regression's (problem_type)") from None
 
 
 def nsp_corpus_documents(data_args: DataArguments, seed: int):
@@ -509,7 +545,7 @@ def tokenize_splits(raw, tokenizer, data_args, text_1, text_2, label_names):
         encoded = tokenizer(*texts, truncation=True, max_length=data_args.max_seq_length)
         if column in batch:
             if label2id is None:
-                encoded["labels"] = [float(v) for v in batch[column]]
+                encoded["labels"] = [regression_label(v) for v in batch[column]]
             elif class_ids:
                 encoded["labels"] = [int(v) for v in batch[column]]
             else:
@@ -624,7 +660,7 @@ def run(argv: list[str] | None = None) -> dict:
                 splits[name] = splits[name].select(range(min(limit, len(splits[name]))))
             splits[name] = splits[name].rename_column("label", "labels")
     else:
-        label_names = label_names_of(raw["train"], data_args.label_column, data_args.task_name)
+        label_names = label_names_of(raw["train"], data_args.label_column, data_args.task_name, data_args.problem_type)
         splits = tokenize_splits(raw, tokenizer, data_args, text_1, text_2, label_names)
     model = build_model(model_args, tokenizer, label_names)
     check_sequence_length(data_args.max_seq_length, model.config.max_position_embeddings)

@@ -398,3 +398,48 @@ def test_a_constant_regression_scores_zero_and_counts_as_diverged():
     assert "eval_loss inf" in diverged({"train_loss": 1.0, "eval_loss": float("inf")}, regression=False)
     m = make_compute_metrics("qqp", ["no", "yes"])(EvalPrediction(np.array([[np.nan, 0.0], [0.0, 1.0]]), np.array([0, 1])))
     assert "non-finite predictions" in diverged({"train_loss": 1.0, **{f"eval_{k}": v for k, v in m.items()}}, regression=False)
+
+
+def test_a_float_label_column_is_a_regression_even_when_its_values_are_whole(tmp_path, capsys, caplog, pretrained):
+    # Issue 36 item 5: ratings 1.0-5.0 became 5 classes scored with accuracy; a fractional dev label then stopped
+    # the run with "not among the training labels". As transformers' run_glue: a float column is a regression.
+    import logging
+
+    ratings = [1.0, 2.0, 3.0, 4.0, 5.0, 2.0]
+    train = write_pairs(tmp_path / "train.csv", rows=[(a, b, f"{r:.1f}") for (a, b, _), r in zip(PAIRS, ratings * 4)],
+                        header=("question1", "question2", "score"))
+    dev = write_pairs(tmp_path / "dev.csv", rows=[(a, b, str(r)) for (a, b, _), r in zip(PAIRS[:6], [2.5, 1.0, 4.25, 3.0, 5.0, 1.5])],
+                      header=("question1", "question2", "score"))
+    columns = ["--text_column_1", "question1", "--text_column_2", "question2", "--label_column", "score"]
+    with caplog.at_level(logging.INFO, logger="scratchbert.classification"):
+        out, results = classify(tmp_path, "--model_name_or_path", str(pretrained), "--train_file", str(train),
+                                "--validation_file", str(dev), *columns)
+    assert results["num_labels"] == 1 and "eval_pearsonr" in results and "eval_accuracy" not in results
+    assert AutoModelForSequenceClassification.from_pretrained(out).config.problem_type == "regression"
+    assert "Labels: a regression (column 'score' holds floats (problem_type auto))" in caplog.text
+    # problem_type says otherwise: the whole numbers are classes (and a fractional dev label is then not one).
+    _, results = classify(tmp_path, "--model_name_or_path", str(pretrained), "--train_file", str(train), *columns,
+                          "--problem_type", "classification", name="classes")
+    assert results["num_labels"] == 5 and list(results["label2id"]) == ["1.0", "2.0", "3.0", "4.0", "5.0"]
+    err = fails(tmp_path, capsys, "--model_name_or_path", str(pretrained), "--train_file", str(train),
+                "--validation_file", str(dev), *columns, "--problem_type", "classification")
+    assert "labels 1.5, 2.5, 4.25 are not among the training labels" in err
+
+
+def test_problem_type_is_checked_against_the_data():
+    import datasets
+
+    from scratchbert.classification import DataArguments, DataError, label_names_of
+
+    ints = datasets.Dataset.from_dict({"label": [1, 2, 3, 2]})
+    assert label_names_of(ints, "label") == ["1", "2", "3"]  # auto: an integer column holds classes
+    assert label_names_of(ints, "label", problem_type="regression") is None
+    words = datasets.Dataset.from_dict({"label": ["good", "bad"]})
+    with pytest.raises(DataError, match="label 'good' is not a number"):
+        label_names_of(words, "label", problem_type="regression")
+    with pytest.raises(ValueError, match="problem_type classification contradicts the data: GLUE task stsb is a regression"):
+        DataArguments(task_name="stsb", problem_type="classification")
+    with pytest.raises(ValueError, match="next-sentence pairs is a classification"):
+        DataArguments(problem_type="regression")
+    with pytest.raises(ValueError, match="problem_type must be one of auto, regression, classification"):
+        DataArguments(train_file="x.csv", problem_type="multi_label")
