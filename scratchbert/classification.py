@@ -124,7 +124,11 @@ class DataArguments:
     validation_split_percentage: float = field(
         default=10.0, metadata={"help": "Held out from training when there is no validation split"}
     )
-    eval_seed: int = field(default=42, metadata={"help": "Seed of the held-out split of nsp_corpus (as pretraining's)"})
+    eval_seed: int = field(
+        default=42,
+        metadata={"help": "Seed of the held-out dev split (of train when there is no validation split, and of "
+                          "nsp_corpus as pretraining's): fixed, so every training seed is scored on the same dev rows"},
+    )
     max_seq_length: int = 128
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
@@ -180,8 +184,11 @@ def _read_local(path: str, split: str, cache_dir):
         raise DataError(f"cannot read {split} file {path}: {error}") from None
 
 
-def load_raw_splits(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDict, str | None, str | None]:
-    """The splits (train, validation, maybe test) with their text columns; NSP pairs come pre-tokenized."""
+def load_raw_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, str | None, str | None]:
+    """The splits (train, validation, maybe test) with their text columns; NSP pairs come pre-tokenized.
+
+    Without a validation split, `validation_split_percentage` of train is held out by `eval_seed`, never by the
+    training seed: a seed sweep scores every seed on the same dev rows, none of them another seed's training data."""
     sources = [n for n in ("task_name", "dataset_name", "train_file", "nsp_corpus") if getattr(data_args, n)]
     if len(sources) > 1:
         raise ConfigError(f"give one data source, not {' and '.join(sources)}")
@@ -218,7 +225,7 @@ def load_raw_splits(data_args: DataArguments, seed: int) -> tuple[datasets.Datas
         if name in splits:
             check_labels_present(splits[name], data_args.label_column, name)
     if "validation" not in splits:
-        held_out = splits["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
+        held_out = splits["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=data_args.eval_seed)
         splits["train"], splits["validation"] = held_out["train"], held_out["test"]
     if not text_1 and not text_2 and "sentence2" in splits["train"].column_names:
         text_2 = "sentence2"  # a sentence1, sentence2 file is a pair task: never train on sentence1 alone
@@ -286,17 +293,18 @@ def regression_label(value) -> float:
         raise DataError(f"label {value!r} is not a number, and the labels are a regression's (problem_type)") from None
 
 
-def nsp_corpus_documents(data_args: DataArguments, seed: int):
-    """(training, held-out) documents of `nsp_corpus`, split as pretraining splits its corpus."""
+def nsp_corpus_documents(data_args: DataArguments):
+    """(training, held-out) documents of `nsp_corpus`, made and split as pretraining makes and splits its corpus: by
+    `eval_seed` (the synthetic corpus is data), never by the training seed."""
     corpus = data_args.nsp_corpus or "offline"
     source = {"corpus": corpus} if corpus in ("offline", "synthetic") else {"train_file": corpus}
-    documents = load_documents(**source, max_documents=data_args.nsp_documents, seed=seed, cache_dir=data_args.cache_dir)
+    documents = load_documents(**source, max_documents=data_args.nsp_documents, seed=data_args.eval_seed, cache_dir=data_args.cache_dir)
     return split_documents(documents, data_args.validation_split_percentage, None, data_args.eval_seed)
 
 
 def nsp_pair_splits(data_args: DataArguments, tokenizer, seed: int) -> datasets.DatasetDict:
     """Next-sentence classification from a corpus, labelled as BERT's NSP: 0 when B follows A, 1 when random."""
-    train_documents, eval_documents = nsp_corpus_documents(data_args, seed)
+    train_documents, eval_documents = nsp_corpus_documents(data_args)
     # The pretraining pipeline builds the pairs (and caches them); only the label column is renamed.
     out = {}
     for name, documents, pair_seed, dupe_factor in (
@@ -424,7 +432,7 @@ def layerwise_lr_scales(model, decay: float) -> dict[str, float]:
     return scales
 
 
-def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, seed: int, checkpoint: str | None = None):
+def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, checkpoint: str | None = None):
     """A resumed run's checkpoint tokenizer; else `tokenizer_name` or the model's; else (no model) a WordPiece."""
     if checkpoint is not None and (Path(checkpoint) / "tokenizer_config.json").is_file():
         return AutoTokenizer.from_pretrained(checkpoint)  # never a fresh training: its ids would differ
@@ -438,7 +446,7 @@ def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, seed: in
         raise ConfigError("give model_name_or_path (a pretrained checkpoint) or tokenizer_name")
     # Trained on the training documents only, and shared with pretraining: on the same corpus, split and sizes,
     # run_pretraining.py's cached tokenizer is this one.
-    train_documents, _ = nsp_corpus_documents(data_args, seed)
+    train_documents, _ = nsp_corpus_documents(data_args)
     logger.info("No checkpoint and no tokenizer: a WordPiece tokenizer of the %s corpus", data_args.nsp_corpus or "offline")
     return cached_wordpiece_tokenizer(
         train_documents, vocab_size=model_args.vocab_size, model_max_length=model_args.max_position_embeddings,
@@ -649,9 +657,9 @@ def run(argv: list[str] | None = None) -> dict:
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     transformers.set_seed(training_args.seed)
 
-    raw, text_1, text_2 = load_raw_splits(data_args, training_args.seed)
+    raw, text_1, text_2 = load_raw_splits(data_args)
     # One tokenizer for the whole run: global rank 0 loads or trains it, every other rank loads its files.
-    tokenizer = tokenizer_for_run(lambda: get_tokenizer(model_args, data_args, training_args.seed, checkpoint))
+    tokenizer = tokenizer_for_run(lambda: get_tokenizer(model_args, data_args, checkpoint))
     if raw is None:  # NSP-style pairs from a corpus
         splits, label_names = nsp_pair_splits(data_args, tokenizer, training_args.seed), NSP_LABELS
         for name in list(splits):

@@ -252,7 +252,7 @@ def test_text_cells_that_look_missing_stay_text(tmp_path, suffix):
     train = tmp_path / f"train{suffix}"
     train.write_text(sep.join(("sentence1", "sentence2", "label")) + "\n"
                      + "\n".join(sep.join((w, f"{w} again", str(i % 2))) for i, w in enumerate(words)) + "\n")
-    raw, _, _ = load_raw_splits(DataArguments(train_file=str(train), validation_file=str(train)), seed=0)
+    raw, _, _ = load_raw_splits(DataArguments(train_file=str(train), validation_file=str(train)))
     assert raw["train"]["sentence1"] == words and raw["train"]["sentence2"] == [f"{w} again" for w in words]
 
 
@@ -260,10 +260,10 @@ def test_sentence1_sentence2_files_train_on_both_sentences(tmp_path):
     from scratchbert.classification import DataArguments, load_raw_splits
 
     train = write_pairs(tmp_path / "train.csv", header=("sentence1", "sentence2", "label"))
-    _, text_1, text_2 = load_raw_splits(DataArguments(train_file=str(train)), seed=0)
+    _, text_1, text_2 = load_raw_splits(DataArguments(train_file=str(train)))
     assert (text_1, text_2) == ("sentence1", "sentence2")  # it used to train on sentence1 alone
     single = write_pairs(tmp_path / "single.csv", rows=[(a, label) for a, _, label in PAIRS], header=("sentence1", "label"))
-    assert load_raw_splits(DataArguments(train_file=str(single)), seed=0)[1:] == ("sentence1", None)
+    assert load_raw_splits(DataArguments(train_file=str(single)))[1:] == ("sentence1", None)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -324,8 +324,8 @@ def test_default_tokenizer_is_trained_on_training_documents_only_and_shared_with
 
     monkeypatch.setattr(pretraining_data, "train_wordpiece_tokenizer", spy)
     data_args = classification.DataArguments(nsp_corpus="synthetic", nsp_documents=60, cache_dir=str(tmp_path))
-    tokenizer = classification.get_tokenizer(classification.ModelArguments(vocab_size=300), data_args, seed=42)
-    train_documents, eval_documents = classification.nsp_corpus_documents(data_args, seed=42)
+    tokenizer = classification.get_tokenizer(classification.ModelArguments(vocab_size=300), data_args)
+    train_documents, eval_documents = classification.nsp_corpus_documents(data_args)
     assert seen and set(seen) <= set(train_documents["text"])
     assert not set(seen) & set(eval_documents["text"]), "no held-out document trained the tokenizer"
     # Pretraining's tokenizer for the same corpus, split and sizes is the very same (cached) one.
@@ -443,3 +443,44 @@ def test_problem_type_is_checked_against_the_data():
         DataArguments(problem_type="regression")
     with pytest.raises(ValueError, match="problem_type must be one of auto, regression, classification"):
         DataArguments(train_file="x.csv", problem_type="multi_label")
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("source", ["train_file", "nsp_corpus"])
+def test_the_held_out_dev_rows_do_not_move_with_the_training_seed(tmp_path, monkeypatch, pretrained, source):
+    # Issue 36 item 7: the dev rows were drawn with the training seed, so each seed of a sweep was scored on other
+    # rows, and one seed's dev rows were another's training data. They follow eval_seed (fixed) and the data only.
+    from scratchbert import classification
+
+    seen = {}
+    if source == "train_file":
+        rows = [(f"question number {i}", f"another question {i}", "dup" if i % 2 else "different") for i in range(40)]
+        args = pair_args(write_pairs(tmp_path / "train.csv", rows=rows))
+
+        def spy(raw, *rest):
+            seen[current] = (list(raw["train"]["question1"]), list(raw["validation"]["question1"]))
+            raise _Stop
+    else:  # the synthetic corpus is made with a seed: eval_seed's, as pretraining's
+        args = ["--nsp_corpus", "synthetic", "--nsp_documents", "60"]
+        real = classification.nsp_corpus_documents
+
+        def spy(data_args, *rest):
+            train, held_out = real(data_args, *rest)
+            seen[current] = (list(train["text"]), list(held_out["text"]))
+            raise _Stop
+
+    monkeypatch.setattr(classification, "tokenize_splits" if source == "train_file" else "nsp_corpus_documents", spy)
+    for current in (42, 43):
+        with pytest.raises(_Stop):
+            run(["--output_dir", str(tmp_path / f"seed{current}"), *FAST, "--model_name_or_path", str(pretrained),
+                 "--seed", str(current), *args])
+    (train_42, dev_42), (train_43, dev_43) = seen[42], seen[43]
+    assert dev_42 and dev_42 == dev_43 and not set(dev_43) & set(train_42)
+    # eval_seed is what moves them.
+    current = 44
+    with pytest.raises(_Stop):
+        run(["--output_dir", str(tmp_path / "eval-seed"), *FAST, "--model_name_or_path", str(pretrained), *args, "--eval_seed", "7"])
+    assert seen[44][1] != dev_42
