@@ -8,7 +8,8 @@ Prints, for each figure, ScratchBert's value, transformers' value and the ratio:
    fp32 and bf16, ScratchBert padded as run_pretraining.py runs it; and the 30-minute recipe's model (ALiBi,
    its 16k vocabulary) in bf16 against transformers' BERT of that shape: in the layout issue 20's "before" was
    measured in (with linear biases), as configured today (no linear biases), with the latter's model FLOP
-   utilisation, and as configured but unpadded (unpad_inputs, an option);
+   utilisation, and as configured but unpadded (unpad_inputs, an option); and the recipe's step with replaced-token
+   detection (objective rtd, generator widths 1/4 and 1/2) against its MLM + NSP step (ratio: rtd / mlm tokens/s);
 2. sentence-pair classification on QQP-shaped batches, real (non-pad) tokens/s for fine-tuning and
    inference, against transformers padded to 128 (run_glue's default) and with dynamic padding;
 3. peak memory of a pretraining step (torch profiler memory timeline);
@@ -34,6 +35,7 @@ import scratchbert  # the installed package (pip install -e .), never the source
 from scratchbert.convert import bert_to_scratchbert_state_dict, scratchbert_config_to_bert
 from scratchbert.corpus import load_documents
 from scratchbert.pretraining_data import DataCollatorForPretraining, build_examples, tokenize_documents
+from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel, generator_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What configs/pretrain_wikipedia_30min.yaml changes from BERT's layout (its vocabulary is --recipe-vocab).
@@ -295,7 +297,24 @@ def main():
     row("recipe, unpadded", "unpad_inputs, tokens/s vs transformers fp32", recipe_rates["ru"], recipe_rates["b32"], "tokens/s")
     row("recipe, unpadded", "useful FLOP/s / bf16 matmul peak (transformers bf16)",
         recipe_rates["ru"] * recipe_flops / peak["bf16"], recipe_rates["bbf16"] * recipe_flops / peak["bf16"], "fraction")
-    del recipe, recipe_today, bert_recipe, opt_r, opt_rt, opt_br
+    # 1c. Replaced-token detection (objective: rtd) on the recipe as configured, against its MLM + NSP step: the
+    # generator (a share of the width, its MLM head at masked positions only) and a head over every position.
+    rtd_models = {}
+    for width in (0.25, 0.5):
+        rtd_config = scratchbert.ScratchBertConfig(**{**recipe_config.to_dict(), **RECIPE_OPTIONS, **RECIPE_TODAY_OPTIONS})
+        rtd_config.pretraining_objective = "rtd"
+        rtd_config.rtd_generator = generator_config(rtd_config, width)
+        rtd_config.rtd_loss_weight = 50.0
+        model = ReplacedTokenDetectionModel(rtd_config).train()
+        rtd_models[width] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True))
+    rtd_rates = timed_alternation({
+        "rt": lambda b: train_step(recipe_today, opt_rt, b, True),
+        **{f"rtd{w}": (lambda b, w=w: train_step(*rtd_models[w], b, True)) for w in rtd_models},
+    }, {name: recipe_batches for name in ("rt", "rtd0.25", "rtd0.5")}, args.rounds, args.steps)
+    for width in rtd_models:
+        row("recipe, objective rtd", f"generator width {width}: tokens/s vs MLM + NSP (bf16)",
+            rtd_rates[f"rtd{width}"], rtd_rates["rt"], "tokens/s")
+    del recipe, recipe_today, bert_recipe, opt_r, opt_rt, opt_br, rtd_models
 
     # 3. Peak memory of a training step.
     if not args.skip_memory:

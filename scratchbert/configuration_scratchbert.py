@@ -12,6 +12,9 @@ LAYER_NORM_POSITIONS = ("post", "pre")
 ATTENTION_POSITION_BIASES = ("none", "alibi")
 CLASSIFIER_POOLINGS = ("cls", "mean")
 FEED_FORWARD_TYPES = ("mlp", "glu")
+# What trained the encoder: "mlm" (BERT's masked LM, with its MLM head) or "rtd" (ELECTRA's replaced-token detection:
+# the encoder is the discriminator and holds no MLM head; its generator is saved beside it).
+PRETRAINING_OBJECTIVES = ("mlm", "rtd")
 
 
 class ScratchBertConfig(PreTrainedConfig):
@@ -55,6 +58,13 @@ class ScratchBertConfig(PreTrainedConfig):
             encoder-only constants of the paper). It bounds how far an update moves the output, so post-LN keeps
             BERT's layout yet tolerates higher learning rates. Only with layer_norm_position "post". No BERT
             layout: `scratchbert.convert` refuses True.
+        embedding_size: width of the token, position and segment embeddings; `None` (BERT's) means `hidden_size`.
+            A different width adds `embeddings_project` (embedding_size -> hidden_size) after the embeddings, and the
+            MLM head maps back to embedding_size before its tied decoder: how ELECTRA's small generator shares the
+            discriminator's embeddings. No BERT layout: `scratchbert.convert` refuses it.
+        pretraining_objective: what trained this encoder, one of `PRETRAINING_OBJECTIVES`: "mlm" or "rtd" (ELECTRA's
+            replaced-token detection). An "rtd" encoder has no MLM head, so the MLM heads refuse to load it (a
+            random head would answer fill-mask); its generator, saved beside it, answers fill-mask.
         pad_token_id: id of [PAD]; its embedding row gets no gradient.
         classifier_dropout: dropout before classification heads; `None` means `hidden_dropout_prob`.
         classifier_pooling: what the sequence-classification head reads: "cls" (BERT's: the pooler, a dense + tanh
@@ -93,6 +103,8 @@ class ScratchBertConfig(PreTrainedConfig):
         feed_forward_type: str = "mlp",
         linear_bias: bool = True,
         deepnorm: bool = False,
+        embedding_size: int | None = None,
+        pretraining_objective: str = "mlm",
         pad_token_id: int | None = 0,
         classifier_dropout: float | None = None,
         classifier_pooling: str = "cls",
@@ -121,6 +133,9 @@ class ScratchBertConfig(PreTrainedConfig):
         self.feed_forward_type = feed_forward_type
         self.linear_bias = linear_bias
         self.deepnorm = deepnorm
+        # As wide as the layers is BERT's layout, whichever way it is written: stored as None.
+        self.embedding_size = None if embedding_size == hidden_size else embedding_size
+        self.pretraining_objective = pretraining_objective
         self.classifier_dropout = classifier_dropout
         self.classifier_pooling = classifier_pooling
         self.mlm_loss_weight = mlm_loss_weight
@@ -138,6 +153,10 @@ class ScratchBertConfig(PreTrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"ScratchBertConfig.{name} must be a positive integer, got {value!r}")
+        if self.embedding_size is not None and (
+            isinstance(self.embedding_size, bool) or not isinstance(self.embedding_size, int) or self.embedding_size <= 0
+        ):
+            raise ValueError(f"ScratchBertConfig.embedding_size must be None or a positive integer, got {self.embedding_size!r}")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"ScratchBertConfig.hidden_size ({self.hidden_size}) must be divisible by "
@@ -167,6 +186,7 @@ class ScratchBertConfig(PreTrainedConfig):
             ("position_embedding_init", POSITION_EMBEDDING_INITS),
             ("classifier_pooling", CLASSIFIER_POOLINGS),
             ("feed_forward_type", FEED_FORWARD_TYPES),
+            ("pretraining_objective", PRETRAINING_OBJECTIVES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

@@ -186,6 +186,7 @@ BERT_LAYOUT = {
     "feed_forward_type": ("mlp", "BERT's feed-forward block is an ungated MLP"),
     "linear_bias": (True, "every linear layer of BERT has a bias"),
     "deepnorm": (False, "BERT's residual sums are unscaled"),
+    "embedding_size": (None, "BERT's embeddings are as wide as its layers"),
 }
 
 
@@ -411,6 +412,12 @@ def convert_scratchbert_to_bert(src: str | os.PathLike, dst: str | os.PathLike) 
         raise ConversionError(f"invalid ScratchBert config: {error}") from None
     check_bert_layout(config, src)
     scratch_head = (config_dict.get("architectures") or ["ScratchBertModel"])[0]
+    if scratch_head == "ScratchBertForReplacedTokenDetection":
+        # An ELECTRA-style discriminator: BERT has no replaced-token head, so it converts as its encoder (with the
+        # pooler), which every BERT head loads; the replaced-token and pair heads are left out.
+        print("note: BERT has no replaced-token head; converting the discriminator's encoder as BertModel", file=sys.stderr)
+        state = {k.removeprefix("scratchbert."): v for k, v in state.items() if k.startswith("scratchbert.")}
+        scratch_head = "ScratchBertModel"
     bert_head = {v: k for k, v in HEAD_CLASSES.items()}.get(scratch_head)
     if bert_head is None:
         raise ConversionError(f"unknown ScratchBert architecture {scratch_head!r}")

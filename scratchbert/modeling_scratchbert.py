@@ -20,6 +20,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPooling,
@@ -45,15 +46,19 @@ logger = logging.get_logger(__name__)
 
 
 class ScratchBertEmbeddings(nn.Module):
-    """Token + learned position + segment embeddings, then LayerNorm and dropout."""
+    """Token + learned position + segment embeddings, then LayerNorm and dropout.
+
+    E = config.embedding_size, which is H unless set (a small ELECTRA generator shares a wider model's embeddings).
+    """
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        width = embedding_width(config)
+        self.word_embeddings = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
         self.position_embeddings.is_position_table = True  # _init_weights may start it as a sin/cos table
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width)
+        self.layer_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, unpadded=None):
@@ -72,7 +77,12 @@ class ScratchBertEmbeddings(nn.Module):
             inputs_embeds = self.word_embeddings(input_ids)  # [B, T, H], or [R, H] unpadded
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
         embeddings = embeddings + self.position_embeddings(position_ids)
-        return self.dropout(self.layer_norm(embeddings))  # [B, T, H]
+        return self.dropout(self.layer_norm(embeddings))  # [B, T, E]
+
+
+def embedding_width(config: ScratchBertConfig) -> int:
+    """E: the embeddings' width, the hidden size unless config.embedding_size says otherwise."""
+    return config.embedding_size or config.hidden_size
 
 
 def sinusoidal_positions(num_positions: int, dim: int, std: float) -> torch.Tensor:
@@ -259,17 +269,34 @@ class ScratchBertPooler(nn.Module):
 
 
 class ScratchBertMLMHead(nn.Module):
-    """Transform (dense, activation, LayerNorm), then the decoder to the vocabulary, tied to the word embeddings."""
+    """Transform (dense, activation, LayerNorm), then the decoder to the vocabulary, tied to the word embeddings.
+
+    The transform maps H to the embeddings' width E (H unless config.embedding_size is set), as ELECTRA's generator.
+    """
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__()
+        width = embedding_width(config)
+        self.dense = nn.Linear(config.hidden_size, width)
+        self.act = ACT2FN[config.hidden_act]
+        self.layer_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(width, config.vocab_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(self.act(self.dense(hidden_states))))  # [..., H] -> [..., E] -> [..., V]
+
+
+class ScratchBertReplacedTokenHead(nn.Module):
+    """ELECTRA's discriminator head: dense, activation, then one score per token (was it replaced?)."""
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = ACT2FN[config.hidden_act]
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.classifier = nn.Linear(config.hidden_size, 1)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.layer_norm(self.act(self.dense(hidden_states))))  # [..., H] -> [..., V]
+        return self.classifier(self.act(self.dense(hidden_states))).squeeze(-1)  # [..., H] -> [...]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -324,6 +351,8 @@ class ScratchBertPreTrainedModel(PreTrainedModel):
         hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "create_pr", "token", "private") if k in kwargs}
         super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)
         if is_main_process and os.path.isdir(save_directory):
+            if self._auto_class is None and type(self).__module__ == __name__:  # a head no Auto class names
+                custom_object_save(self, save_directory)  # the code files, leaving the auto_map above as it is
             write_sentence_transformers_files(save_directory, self.config)
             if push_to_hub:
                 repo_id = hub_kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
@@ -436,6 +465,9 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
     def __init__(self, config: ScratchBertConfig, add_pooling_layer: bool = True):
         super().__init__(config)
         self.embeddings = ScratchBertEmbeddings(config)
+        # Only when the embeddings are narrower or wider than the layers (config.embedding_size): E -> H.
+        width = embedding_width(config)
+        self.embeddings_project = nn.Linear(width, config.hidden_size) if width != config.hidden_size else None
         self.layers = nn.ModuleList([ScratchBertLayer(config) for _ in range(config.num_hidden_layers)])
         # Pre-LN layers leave their output unnormalised: one LayerNorm closes the stack.
         self.final_norm = (
@@ -497,6 +529,8 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         if self.config.unpad_inputs and attention_mask is not None and not (output_attentions or output_hidden_states):
             unpadded = Unpadded.from_mask(attention_mask)
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, unpadded=unpadded)
+        if self.embeddings_project is not None:
+            hidden_states = self.embeddings_project(hidden_states)  # [B, T, E] -> [B, T, H]
         # One additive bias for every layer, in the dtype attention computes in (bf16 under autocast).
         bias = None
         device_type = hidden_states.device.type
@@ -546,6 +580,17 @@ class ScratchBertMLMMixin:
 
     _tied_weights_keys = {"mlm_head.decoder.weight": "scratchbert.embeddings.word_embeddings.weight"}
 
+    @staticmethod
+    def check_has_mlm_head(config: ScratchBertConfig):
+        """An encoder trained by replaced-token detection has no MLM head: a random one would answer fill-mask."""
+        if config.pretraining_objective == "rtd":
+            raise ValueError(
+                "this ScratchBert encoder was pretrained by replaced-token detection (pretraining_objective='rtd'): it "
+                "has no masked-LM head, and a random one would answer fill-mask. Its generator, an MLM, answers it: "
+                "load the checkpoint's generator/ subfolder (pipeline('fill-mask', model='<checkpoint>/generator')). "
+                "To train a new MLM head on this encoder anyway, set config.pretraining_objective = 'mlm'."
+            )
+
     def get_output_embeddings(self):
         return self.mlm_head.decoder
 
@@ -577,6 +622,7 @@ class ScratchBertForPreTraining(ScratchBertMLMMixin, ScratchBertPreTrainedModel)
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
+        self.check_has_mlm_head(config)
         self.scratchbert = ScratchBertModel(config)
         self.mlm_head = ScratchBertMLMHead(config)
         self.nsp_head = nn.Linear(config.hidden_size, 2)
@@ -635,6 +681,7 @@ class ScratchBertForMaskedLM(ScratchBertMLMMixin, ScratchBertPreTrainedModel):
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
+        self.check_has_mlm_head(config)
         self.scratchbert = ScratchBertModel(config, add_pooling_layer=False)
         self.mlm_head = ScratchBertMLMHead(config)
         self.post_init()
@@ -690,6 +737,70 @@ class ScratchBertForNextSentencePrediction(ScratchBertPreTrainedModel):
         loss = None if labels is None else mean_loss(*cross_entropy_sum(logits, labels), num_items_in_batch)
         return NextSentencePredictorOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+@dataclass
+class ScratchBertForReplacedTokenDetectionOutput(ModelOutput):
+    """
+    loss: the replaced-token loss (binary cross-entropy over real tokens) + nsp_loss_weight * pair loss, whichever
+        labels were given.
+    logits: [B, T] replaced-token scores (> 0: replaced).
+    seq_relationship_logits: [B, 2] pair-objective scores (NSP or SOP), as ScratchBertForPreTraining's.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    seq_relationship_logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    rtd_loss: torch.Tensor | None = None
+    nsp_loss: torch.Tensor | None = None
+
+
+class ScratchBertForReplacedTokenDetection(ScratchBertPreTrainedModel):
+    """Encoder + per-token "was this token replaced?" head (+ the pair head): ELECTRA's discriminator.
+
+    What replaced-token detection (scratchbert/replaced_token_detection.py) trains and saves as the checkpoint: every
+    head loads its encoder as it loads an MLM-trained one. No Auto class names it (transformers has none for it).
+    """
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config)
+        self.scratchbert = ScratchBertModel(config)
+        self.rtd_head = ScratchBertReplacedTokenHead(config)
+        self.nsp_head = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels: torch.Tensor | None = None,  # [B, T], 1 = replaced, 0 = original, -100 = no label (padding)
+        next_sentence_label: torch.Tensor | None = None,  # [B]
+        **kwargs,
+    ) -> ScratchBertForReplacedTokenDetectionOutput:
+        outputs = self.scratchbert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True, **kwargs
+        )
+        logits = self.rtd_head(outputs.last_hidden_state)  # [B, T]
+        nsp_logits = self.nsp_head(outputs.pooler_output)  # [B, 2]
+        loss = rtd_loss = nsp_loss = None
+        if labels is not None:
+            labelled = labels != -100
+            rtd_loss = F.binary_cross_entropy_with_logits(logits[labelled].float(), labels[labelled].float())
+            loss = rtd_loss
+        if next_sentence_label is not None:
+            nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label.reshape(-1))
+            weighted = self.config.nsp_loss_weight * nsp_loss
+            loss = weighted if loss is None else loss + weighted
+        return ScratchBertForReplacedTokenDetectionOutput(
+            loss=loss, logits=logits, seq_relationship_logits=nsp_logits, hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions, rtd_loss=rtd_loss, nsp_loss=nsp_loss,
         )
 
 
@@ -925,5 +1036,7 @@ AUTO_MAP = {
 __all__ = [
     "ScratchBertPreTrainedModel",
     "ScratchBertForPreTrainingOutput",
+    "ScratchBertForReplacedTokenDetection",
+    "ScratchBertForReplacedTokenDetectionOutput",
     *(model_class.__name__ for model_class in AUTO_CLASSES.values()),
 ]

@@ -42,6 +42,13 @@ from .runs import (
     training_progress,
 )
 from .configuration_scratchbert import ScratchBertConfig
+from .replaced_token_detection import (
+    ReplacedTokenDetectionModel,
+    build_generator_config,
+    generator_config,
+    replaced_token_metrics,
+    rtd_predictions,
+)
 from .corpus import CorpusError, load_documents
 from .curves import write_training_curves
 from .model_cards import front_matter, hub_id_or_none
@@ -111,7 +118,22 @@ class ModelArguments:
     deepnorm: bool = field(
         default=False, metadata={"help": "DeepNorm's scaled residual and init for post-LN layers (not convertible to BERT)"}
     )
-    mlm_loss_weight: float = 1.0
+    objective: str = field(
+        default="mlm",
+        metadata={"help": "mlm (BERT's masked LM, with the pair objective) or rtd (ELECTRA's replaced-token detection: a "
+                          "small MLM generator fills the masked positions and the encoder learns which tokens were "
+                          "replaced, at every position; scratchbert/replaced_token_detection.py)"},
+    )
+    generator_width: float = field(
+        default=0.25, metadata={"help": "rtd: the generator's hidden and intermediate sizes as a share of the encoder's"}
+    )
+    generator_layers: int | None = field(
+        default=None, metadata={"help": "rtd: the generator's layers (default: as many as the encoder's)"}
+    )
+    rtd_loss_weight: float = field(
+        default=50.0, metadata={"help": "rtd: weight of the replaced-token loss against the generator's MLM loss (ELECTRA: 50)"}
+    )
+    mlm_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the MLM loss (rtd: the generator's)"})
     nsp_loss_weight: float = 1.0
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
     sparse_mlm_prediction: bool = field(
@@ -240,16 +262,46 @@ def get_tokenizer(model_args: ModelArguments, data_args: DataArguments, train_do
     )
 
 
+OBJECTIVES = ("mlm", "rtd")
+
+
+def check_objective(model_args: ModelArguments):
+    """Refuse, by name, what replaced-token detection cannot do, before any data work."""
+    if model_args.objective not in OBJECTIVES:
+        raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {model_args.objective!r}")
+    if model_args.objective != "rtd":
+        return
+    if model_args.model_name_or_path:
+        raise ConfigError(
+            "objective: rtd trains a generator and a discriminator together from fresh weights; model_name_or_path "
+            f"({model_args.model_name_or_path}) has no generator. To continue an rtd run, pass resume_from_checkpoint"
+        )
+    if not model_args.rtd_loss_weight > 0:
+        raise ConfigError(f"rtd_loss_weight={model_args.rtd_loss_weight} must be positive: it is what rtd trains")
+    if model_args.generator_layers is not None and model_args.generator_layers < 1:
+        raise ConfigError(f"generator_layers must be a positive number of layers, got {model_args.generator_layers}")
+    if not model_args.sparse_mlm_prediction:
+        raise ConfigError("objective: rtd runs the generator's head at masked positions only; sparse_mlm_prediction: false "
+                          "has no meaning for it")
+
+
 def fresh_model_config(model_args: ModelArguments, data_args: DataArguments, vocab_size: int, pad_token_id: int):
     """The model section of the config as one ScratchBertConfig; the tokenizer sets the vocabulary, and MLM-only
-    runs carry no NSP loss. A bad value is a ConfigError naming the field."""
+    runs carry no NSP loss. With objective rtd, the config also carries the generator's sizes (`rtd_generator`) and
+    the loss weight. A bad value is a ConfigError naming the field."""
     model_section = {k: v for k, v in dataclasses.asdict(model_args).items() if k in CONFIG_FIELDS}
     model_section.update(
         vocab_size=vocab_size, pad_token_id=pad_token_id,
         nsp_loss_weight=0.0 if data_args.mlm_only else model_args.nsp_loss_weight,
     )
     try:
-        return ScratchBertConfig(**model_section)
+        config = ScratchBertConfig(**model_section)
+        if model_args.objective == "rtd":
+            config.pretraining_objective = "rtd"
+            config.rtd_generator = generator_config(config, model_args.generator_width, model_args.generator_layers)
+            config.rtd_loss_weight = model_args.rtd_loss_weight
+            build_generator_config(config)  # a generator that cannot be built fails now
+        return config
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
@@ -276,6 +328,9 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
         if data_args.mlm_only:
             model.config.nsp_loss_weight = 0.0  # no NSP labels; recorded in the saved config
         model.config.unpad_inputs = model_args.unpad_inputs
+    elif model_args.objective == "rtd":
+        config = fresh_model_config(model_args, data_args, vocab_size, tokenizer.pad_token_id)
+        model = ReplacedTokenDetectionModel._from_config(config, attn_implementation=model_args.attn_implementation)
     else:
         config = fresh_model_config(model_args, data_args, vocab_size, tokenizer.pad_token_id)
         model = AutoModelForPreTraining.from_config(config, attn_implementation=model_args.attn_implementation)
@@ -283,7 +338,8 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
     if data_args.mlm_only:
         # No NSP loss, so the pooler and NSP head would run without a gradient: DDP with
         # ddp_find_unused_parameters false fails on such parameters. Frozen, they stay as they are and are saved.
-        for module in (model.scratchbert.pooler, model.nsp_head):
+        encoder = model.discriminator if model_args.objective == "rtd" else model
+        for module in (encoder.scratchbert.pooler, encoder.nsp_head):
             module.requires_grad_(False)
     return model
 
@@ -310,8 +366,10 @@ class PretrainingTrainer(GuardedTrainer):
     (the collator's `mlm_probability_start`) and a batch-size ramp (`batch_size_ramp_start`).
     """
 
-    def __init__(self, *args, batch_size_ramp_start: int | None = None, batch_size_ramp_fraction: float = 0.5, **kwargs):
+    def __init__(self, *args, batch_size_ramp_start: int | None = None, batch_size_ramp_fraction: float = 0.5,
+                 eval_seed: int = 42, **kwargs):
         super().__init__(*args, **kwargs)
+        self.eval_seed = eval_seed
         self.batch_size_ramp_start = batch_size_ramp_start
         self.batch_size_ramp_fraction = batch_size_ramp_fraction
 
@@ -357,13 +415,36 @@ class PretrainingTrainer(GuardedTrainer):
             batches = [thin_masks(batch, rate) for batch in batches]
         return batches, self._get_num_items_in_batch(batches, device)
 
+    def is_rtd(self) -> bool:
+        return isinstance(self.accelerator.unwrap_model(self.model), ReplacedTokenDetectionModel)
+
+    def evaluation_loop(self, *args, **kwargs):
+        # Replaced-token detection samples the generator's tokens: evaluation draws them from its own seeded
+        # generator, so every evaluation of every run scores the same kind of corruption (the masks are fixed already).
+        self.eval_sampling_generator = torch.Generator(device=self.args.device).manual_seed(self.eval_seed)
+        return super().evaluation_loop(*args, **kwargs)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
-            loss, outputs, labels = labelled_predictions(model, inputs)
+            if self.is_rtd():
+                loss, outputs, labels = rtd_predictions(model, inputs, self.eval_sampling_generator)
+            else:
+                loss, outputs, labels = labelled_predictions(model, inputs)
         if prediction_loss_only:
             return loss, None, None
         return loss, outputs, labels
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """Checkpoints (internal calls) hold the whole training model, generator included, for resuming. The run's
+        final export with objective rtd is the discriminator, the generator in its generator/ subfolder."""
+        if _internal_call or not self.is_rtd():
+            return super().save_model(output_dir, _internal_call)
+        state_dict = self.accelerator.get_state_dict(self.model)  # every rank: FSDP and DeepSpeed gather together
+        if self.args.should_save:
+            self.accelerator.unwrap_model(self.model).save_discriminator_and_generator(
+                output_dir, state_dict, self.processing_class
+            )
 
 
 def labelled_predictions(model, inputs: dict):
@@ -435,6 +516,14 @@ def compute_pretraining_metrics(eval_prediction, mask_token_id: int) -> dict[str
     return metrics
 
 
+def compute_rtd_metrics(eval_prediction, mask_token_id: int) -> dict[str, float]:
+    """Replaced-token detection's held-out figures: the generator's masked-LM figures under the MLM names (beside
+    the same trivial lines), the pair head's, and the discriminator's (`replaced_token_metrics`)."""
+    *mlm_outputs, probabilities, rtd_labels = eval_prediction.predictions
+    mlm_prediction = transformers.EvalPrediction(predictions=tuple(mlm_outputs), label_ids=eval_prediction.label_ids)
+    return {**compute_pretraining_metrics(mlm_prediction, mask_token_id), **replaced_token_metrics(probabilities, rtd_labels)}
+
+
 def load_documents_and_tokenizer(model_args, data_args, training_args, checkpoint: str | None = None):
     """The corpus split into training and held-out documents, and the tokenizer (see get_tokenizer)."""
     documents = load_documents(
@@ -497,7 +586,9 @@ def build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_
         tokenizer=tokenizer, mlm_probability=data_args.mlm_probability, whole_word_mask=data_args.whole_word_mask,
         seed=training_args.seed, mlm_probability_start=data_args.mlm_probability_start,
     )
+    metrics = compute_rtd_metrics if isinstance(model, ReplacedTokenDetectionModel) else compute_pretraining_metrics
     return PretrainingTrainer(
+        eval_seed=data_args.eval_seed,
         batch_size_ramp_start=data_args.batch_size_ramp_start,
         batch_size_ramp_fraction=data_args.batch_size_ramp_fraction,
         on_nonfinite_loss=run_args.on_nonfinite_loss,
@@ -509,7 +600,7 @@ def build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_
         data_collator=train_collator,
         callbacks=[MaskingEpochCallback(train_collator)],
         processing_class=tokenizer,
-        compute_metrics=functools.partial(compute_pretraining_metrics, mask_token_id=tokenizer.mask_token_id),
+        compute_metrics=functools.partial(metrics, mask_token_id=tokenizer.mask_token_id),
     )
 
 
@@ -527,24 +618,39 @@ def write_model_card(output_dir: Path, results: dict, model_args, data_args, tra
         else f"the `{data_args.corpus or 'offline'}` corpus"
     )
     config = json.loads((output_dir / "config.json").read_text())
-    objective = "masked language modelling" + ("" if data_args.mlm_only else f" + {PAIR_OBJECTIVES[data_args.pair_objective]}")
+    rtd = model_args.objective == "rtd"
+    pair = "" if data_args.mlm_only else f" + {PAIR_OBJECTIVES[data_args.pair_objective]}"
+    if rtd:
+        generator = config["rtd_generator"]
+        objective = (
+            f"replaced-token detection (ELECTRA){pair}: a generator MLM ({generator['hidden_size']} hidden, "
+            f"{generator['num_hidden_layers']} layers, sharing the embeddings) fills the masked positions, and this "
+            f"encoder learns, at every position, which tokens were replaced (loss weight {config['rtd_loss_weight']:g})"
+        )
+    else:
+        objective = "masked language modelling" + pair
     metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items())
     curves = (
         "\n## Training curves\n\n![training loss and held-out masked accuracy against tokens seen](training_curves.png)\n"
         if (output_dir / "training_curves.png").is_file() else ""
     )
+    generator_note = " (the generator)" if rtd else ""
     held_out = [
         (kind, name, results[key]) for kind, name, key in (
-            ("accuracy", "held-out accuracy at [MASK]", "eval_mlm_masked_accuracy"),
+            ("accuracy", "held-out replaced-token accuracy", "eval_rtd_accuracy"),
+            ("roc_auc", "held-out replaced-token ROC AUC", "eval_rtd_auc"),
+            ("accuracy", f"held-out accuracy at [MASK]{generator_note}", "eval_mlm_masked_accuracy"),
             ("accuracy", "held-out accuracy at [MASK]: most frequent token (baseline)", "eval_mlm_unigram_accuracy"),
-            ("accuracy", "held-out masked-LM accuracy (all chosen positions)", "eval_mlm_accuracy"),
-            ("loss", "held-out masked-LM loss", "eval_mlm_loss"),
+            ("accuracy", f"held-out masked-LM accuracy (all chosen positions){generator_note}", "eval_mlm_accuracy"),
+            ("loss", f"held-out masked-LM loss{generator_note}", "eval_mlm_loss"),
             ("accuracy", "held-out next-sentence accuracy", "eval_nsp_accuracy"),
-        ) if isinstance(results.get(key), (int, float))
+        ) if isinstance(results.get(key), (int, float)) and math.isfinite(results[key])
     ]
+    pipeline_tag = "feature-extraction" if rtd else "fill-mask"
     header = front_matter(
-        model_name=output_dir.name, pipeline_tag="fill-mask", tags=["scratchbert", "bert", "fill-mask"],
-        task_type="fill-mask", dataset_name=f"held-out documents of {source}".replace("`", ""),
+        model_name=output_dir.name, pipeline_tag=pipeline_tag,
+        tags=["scratchbert", "bert", pipeline_tag] + (["electra"] if rtd else []),
+        task_type=pipeline_tag, dataset_name=f"held-out documents of {source}".replace("`", ""),
         dataset_type=data_args.dataset_name or ("json" if data_args.train_file else data_args.corpus or "offline"),
         metrics=held_out, datasets=[data_args.dataset_name] if data_args.dataset_name else None,
         base_model=hub_id_or_none(model_args.model_name_or_path),
@@ -583,6 +689,24 @@ model = AutoModelForMaskedLM.from_pretrained("{output_dir.name}", trust_remote_c
 Any head loads from it (`AutoModelForSequenceClassification`, `AutoModelForPreTraining`, ...); with
 `import scratchbert` first, `trust_remote_code` is not needed.
 """
+    if rtd:
+        card += f"""
+## Replaced-token detection: what is where
+
+This folder is the discriminator: `ScratchBertForReplacedTokenDetection` (the encoder, its replaced-token head and the
+pair head). Every head loads its encoder as above. It has **no masked-LM head**, so `AutoModelForMaskedLM` and
+`pipeline("fill-mask")` refuse this folder rather than answer from a random head. The generator, the small MLM
+trained beside it, is in `generator/` and answers fill-mask:
+
+```python
+from transformers import pipeline
+fill = pipeline("fill-mask", model="{output_dir.name}/generator", trust_remote_code=True)
+```
+
+Held-out figures: `eval_rtd_accuracy` (the discriminator, every real token, at p > 0.5) against
+`eval_rtd_all_original_accuracy` (calling every token original), `eval_rtd_auc`, and `eval_rtd_replaced_share` (the
+share of tokens the generator changed). The `eval_mlm_*` figures are the generator's.
+"""
     (output_dir / "README.md").write_text(card)
 
 
@@ -604,6 +728,7 @@ def run(argv: list[str] | None = None) -> dict:
             f"batch_size_ramp_start={data_args.batch_size_ramp_start} is above per_device_train_batch_size="
             f"{training_args.per_device_train_batch_size}: the ramp grows the batch up to it"
         )
+    check_objective(model_args)
     check_output_dir(training_args, run_args)
     checkpoint = resolve_checkpoint(training_args)
     if not model_args.model_name_or_path:  # a fresh model's config is known now: fail before any data work

@@ -411,6 +411,31 @@ def case_ner_unseen_tag(tmp_path, capsys, tokenizer_dir):
     return ner_error(capsys, tmp_path, tokenizer_dir, "EU NNP I-NP I-ORG\nrejects VBZ I-VP O\n", "German JJ I-NP B-MISC\n")
 
 
+def case_rtd_from_checkpoint(tmp_path, capsys, tokenizer_dir):
+    return script_error(capsys, pretraining.main, tmp_path, "--objective", "rtd",
+                        "--model_name_or_path", str(pretrained_folder(tmp_path, tokenizer_dir)))
+
+
+def case_rtd_options(tmp_path, capsys, tokenizer_dir):
+    rtd = lambda *bad: script_error(capsys, pretraining.main, tmp_path, "--objective", "rtd", *bad)  # noqa: E731
+    assert "generator_width=1.5" in rtd("--generator_width", "1.5")
+    assert "sparse_mlm_prediction" in rtd("--sparse_mlm_prediction", "false")
+    assert "objective must be one of mlm, rtd" in script_error(capsys, pretraining.main, tmp_path, "--objective", "electra")
+    return rtd("--rtd_loss_weight", "0")
+
+
+def case_fill_mask_on_rtd(tmp_path, capsys, tokenizer_dir):
+    from transformers import AutoModelForMaskedLM
+
+    from scratchbert import ScratchBertForReplacedTokenDetection
+
+    folder = tmp_path / "rtd"
+    ScratchBertForReplacedTokenDetection(tiny_config(pretraining_objective="rtd")).save_pretrained(folder)
+    with pytest.raises(ValueError) as error:
+        AutoModelForMaskedLM.from_pretrained(folder)
+    return str(error.value)
+
+
 def test_every_table_row_has_a_case():
     assert TABLE_IDS and all(f"case_{i.replace('-', '_')}" in globals() for i in TABLE_IDS)
 

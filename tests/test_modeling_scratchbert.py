@@ -711,3 +711,19 @@ def test_mean_pooling_classifies_from_the_mean_of_real_tokens(config):
     with torch.no_grad():
         alone = model(input_ids=batch["input_ids"][-1:, mask[-1]], token_type_ids=batch["token_type_ids"][-1:, mask[-1]]).logits
     torch.testing.assert_close(alone, logits[-1:], rtol=0, atol=1e-5)
+
+
+def test_embedding_size_apart_from_the_hidden_size_projects_and_is_not_bert():
+    from scratchbert.convert import ConversionError, check_bert_layout
+
+    assert tiny_config(embedding_size=32).embedding_size is None, "as wide as the layers is BERT's layout: None"
+    config = tiny_config(embedding_size=16)
+    model = ScratchBertForMaskedLM(config).eval()
+    assert model.scratchbert.embeddings.word_embeddings.weight.shape == (config.vocab_size, 16)
+    assert model.scratchbert.embeddings_project.weight.shape == (32, 16)
+    assert model.mlm_head.decoder.weight is model.scratchbert.embeddings.word_embeddings.weight  # tied, [V, E]
+    batch = make_batch(config)
+    assert model(**batch).logits.shape == (*batch["input_ids"].shape, config.vocab_size)
+    with pytest.raises(ConversionError, match="embedding_size=16"):
+        check_bert_layout(config)
+    assert ScratchBertModel(tiny_config()).embeddings_project is None

@@ -1,0 +1,231 @@
+"""Replaced-token detection (ELECTRA, Clark et al. 2020): a small MLM generator and the encoder as its discriminator.
+
+One training step, given a batch masked as for BERT (the same collator, 15 % of positions chosen, 80/10/10):
+  1. the generator, a narrow ScratchBertForMaskedLM, predicts the chosen positions (its MLM loss; its head runs at
+     those positions only);
+  2. each chosen position is filled with a token sampled from the generator's distribution (no gradient flows
+     through the sampling);
+  3. the discriminator, the encoder being trained (ScratchBertForReplacedTokenDetection), says for EVERY real token
+     whether it was replaced (a sampled token equal to the original counts as original), and its pair head learns
+     NSP or SOP on [CLS] as BERT's does.
+  loss = mlm_loss_weight * generator MLM + rtd_loss_weight * discriminator BCE + nsp_loss_weight * pair loss.
+The two share the token, position and segment embeddings and the embedding LayerNorm (the generator projects them to
+its width); ELECTRA's paper weighs the discriminator 50 and finds a generator 1/4 to 1/2 as wide works best.
+
+The discriminator is what a run saves as its checkpoint (every head loads its encoder); the generator is saved in
+the checkpoint's `generator/` subfolder, a plain ScratchBertForMaskedLM that answers fill-mask. This file is not
+copied into checkpoints: nothing needs it to load either model.
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers.utils import ModelOutput
+
+from .configuration_scratchbert import ScratchBertConfig
+from .modeling_scratchbert import (
+    ScratchBertForMaskedLM,
+    ScratchBertForReplacedTokenDetection,
+    ScratchBertPreTrainedModel,
+    cross_entropy_sum,
+    mean_loss,
+)
+
+# The generator's own fields in the training model's config (saved in checkpoints, so a resumed run rebuilds it).
+GENERATOR_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+HEAD_DIM = 64  # the generator keeps BERT's head width: hidden 64 -> 1 head, 128 -> 2
+
+
+def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_layers: int | None = None) -> dict:
+    """The generator's sizes: `width` times the discriminator's hidden and intermediate sizes, the same depth unless
+    given, heads of 64 (ELECTRA-Small's generator: 1/4 width, 64 hidden, 1 head, 256 intermediate)."""
+    if not 0 < width <= 1:
+        raise ValueError(f"generator_width={width} must be a share of the discriminator's width in (0, 1]")
+    hidden = max(HEAD_DIM // 4, round(discriminator.hidden_size * width))
+    heads = max(1, hidden // HEAD_DIM)
+    if hidden % heads:
+        raise ValueError(f"generator_width={width} gives a hidden size of {hidden}, not a multiple of {heads} heads")
+    layers = num_hidden_layers or discriminator.num_hidden_layers
+    return {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+            "intermediate_size": max(1, round(discriminator.intermediate_size * width))}
+
+
+def build_generator_config(config: ScratchBertConfig) -> ScratchBertConfig:
+    """The generator's ScratchBertConfig: the discriminator's, with the generator's sizes and its embeddings' width."""
+    fields = config.to_dict()
+    for key in ("rtd_generator", "rtd_loss_weight", "architectures", "auto_map", "model_type", "transformers_version"):
+        fields.pop(key, None)
+    fields.update(config.rtd_generator, embedding_size=config.embedding_size or config.hidden_size,
+                  pretraining_objective="mlm", nsp_loss_weight=0.0)
+    return ScratchBertConfig(**fields)
+
+
+@dataclass
+class ReplacedTokenDetectionOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None  # the generator's
+    rtd_loss: torch.Tensor | None = None
+    nsp_loss: torch.Tensor | None = None
+    rtd_logits: torch.Tensor | None = None  # [B, T]
+    rtd_labels: torch.Tensor | None = None  # [B, T]: 1 replaced, 0 original, -100 padding
+    generator_logits: torch.Tensor | None = None  # [N, V] at the N chosen positions
+    seq_relationship_logits: torch.Tensor | None = None  # [B, 2]
+
+
+class ReplacedTokenDetectionModel(ScratchBertPreTrainedModel):
+    """The generator and the discriminator, trained together. `config` is the discriminator's, with two more fields:
+    `rtd_generator` (the generator's sizes, from `generator_config`) and `rtd_loss_weight`."""
+
+    base_model_prefix = "discriminator"
+    # The generator's embeddings ARE the discriminator's (one module) and its decoder is tied to them: listed so that
+    # save_pretrained stores each shared tensor once, under the discriminator's name.
+    _tied_weights_keys = {
+        **{f"generator.scratchbert.embeddings.{name}": f"discriminator.scratchbert.embeddings.{name}" for name in (
+            "word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight",
+            "layer_norm.weight", "layer_norm.bias")},
+        "generator.mlm_head.decoder.weight": "discriminator.scratchbert.embeddings.word_embeddings.weight",
+    }
+
+    # ... and so absent from checkpoints: the Trainer's resume then re-ties them (tie_weights) instead of warning.
+    _keys_to_ignore_on_save = list(_tied_weights_keys)
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config)
+        self.discriminator = ScratchBertForReplacedTokenDetection(config)
+        self.generator = ScratchBertForMaskedLM(build_generator_config(config))
+        self.share_embeddings()
+        self.post_init()
+
+    def share_embeddings(self):
+        shared = self.discriminator.scratchbert.embeddings
+        self.generator.scratchbert.embeddings = shared
+        self.generator.mlm_head.decoder.weight = shared.word_embeddings.weight
+
+    def tie_weights(self, *args, **kwargs):  # transformers calls it after loading: the modules stay shared
+        self.share_embeddings()
+
+    @staticmethod
+    def replace_chosen(input_ids, labels, generator_logits, sampling_generator=None):
+        """Fill the chosen positions with tokens sampled from the generator: (corrupted input ids [B, T], labels
+        [B, T] that say which tokens changed). Gumbel-max sampling, exact for softmax(logits), in fp32; no gradient."""
+        chosen = labels != -100  # [B, T]
+        with torch.no_grad():
+            logits = generator_logits.detach().float()  # [N, V]
+            uniform = torch.rand(logits.shape, generator=sampling_generator, device=logits.device)
+            gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+            sampled = (logits + gumbel).argmax(-1)  # [N]
+            corrupted = input_ids.clone()
+            corrupted[chosen] = sampled
+            replaced = (corrupted != torch.where(chosen, labels, input_ids)).long()  # [B, T], vs the original text
+        return corrupted, replaced
+
+    def forward(
+        self,
+        input_ids=None,  # [B, T], masked by the collator
+        attention_mask=None,
+        token_type_ids=None,
+        labels: torch.Tensor | None = None,  # [B, T] original ids at chosen positions, -100 elsewhere
+        next_sentence_label: torch.Tensor | None = None,  # [B]
+        num_items_in_batch=None,
+        sampling_generator: torch.Generator | None = None,  # evaluation: fixed samples, the same for every run
+        **kwargs,
+    ) -> ReplacedTokenDetectionOutput:
+        if labels is None:
+            raise ValueError("replaced-token detection trains on masked batches: pass labels (-100 where not chosen)")
+        generated = self.generator.scratchbert(input_ids, attention_mask, token_type_ids, return_dict=True)
+        chosen = labels != -100  # [B, T]
+        generator_logits = self.generator.mlm_head(generated.last_hidden_state[chosen])  # [N, V]
+        mlm_sum, mlm_count = cross_entropy_sum(generator_logits, labels[chosen])
+        mlm_loss = mean_loss(mlm_sum, mlm_count, num_items_in_batch)
+
+        corrupted, replaced = self.replace_chosen(input_ids, labels, generator_logits, sampling_generator)
+        rtd_labels = replaced if attention_mask is None else replaced.masked_fill(attention_mask == 0, -100)
+        out = self.discriminator(
+            corrupted, attention_mask, token_type_ids, labels=rtd_labels, next_sentence_label=next_sentence_label,
+            return_dict=True,
+        )
+        rtd_loss, nsp_loss = out.rtd_loss, out.nsp_loss
+        if num_items_in_batch is not None:
+            # The Trainer counts MLM labels over accumulated micro-batches; weight this micro-batch's means by its share
+            # of them, as ScratchBertForPreTraining does its NSP loss, so the terms add up over the accumulated batch.
+            share = mlm_count / num_items_in_batch
+            rtd_loss = rtd_loss * share
+            nsp_loss = None if nsp_loss is None else nsp_loss * share
+        loss = self.config.mlm_loss_weight * mlm_loss + self.config.rtd_loss_weight * rtd_loss
+        if nsp_loss is not None:
+            loss = loss + self.config.nsp_loss_weight * nsp_loss
+        return ReplacedTokenDetectionOutput(
+            loss=loss, mlm_loss=mlm_loss.detach(), rtd_loss=rtd_loss.detach(),
+            nsp_loss=None if nsp_loss is None else nsp_loss.detach(), rtd_logits=out.logits, rtd_labels=rtd_labels,
+            generator_logits=generator_logits, seq_relationship_logits=out.seq_relationship_logits,
+        )
+
+    def save_discriminator_and_generator(self, output_dir, state_dict: dict | None = None, tokenizer=None):
+        """The run's export: the discriminator in `output_dir` (its config says pretraining_objective "rtd"), the
+        generator in `output_dir/generator` (a whole ScratchBertForMaskedLM, the shared embeddings included), each
+        with the tokenizer. `state_dict`: the training model's, gathered (FSDP, DeepSpeed); default its own."""
+        state_dict = self.state_dict() if state_dict is None else state_dict
+        parts = {"discriminator": {}, "generator": {}}
+        for key, value in state_dict.items():
+            part, _, name = key.partition(".")
+            parts[part][name] = value
+        for name, value in parts["discriminator"].items():  # a gathered state dict may list a shared tensor once
+            if name.startswith("scratchbert.embeddings."):
+                parts["generator"].setdefault(name, value)
+        parts["generator"].setdefault("mlm_head.decoder.weight", parts["discriminator"]["scratchbert.embeddings.word_embeddings.weight"])
+        generator_dir = os.path.join(output_dir, "generator")
+        self.discriminator.save_pretrained(output_dir, state_dict=parts["discriminator"])
+        self.generator.save_pretrained(generator_dir, state_dict=parts["generator"])
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
+            tokenizer.save_pretrained(generator_dir)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Held-out evaluation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def rtd_predictions(model, inputs: dict, sampling_generator: torch.Generator | None):
+    """One evaluation batch through the (possibly wrapped) training model, called as a whole so that FSDP's and
+    DeepSpeed's hooks run. Returns (loss, outputs, labels) in the layout of pretraining.labelled_predictions, with
+    two more outputs at the end: the discriminator's replaced-probability [B, T] and its labels [B, T] (-100 at padding).
+    """
+    labels = inputs["labels"]  # [B, T]
+    nsp_labels = inputs.get("next_sentence_label")
+    output = model(
+        input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+        token_type_ids=inputs.get("token_type_ids"), labels=labels, next_sentence_label=nsp_labels,
+        sampling_generator=sampling_generator,
+    )
+    chosen = labels != -100
+    logits = output.generator_logits.float()  # [N, V]
+    predictions = torch.full_like(labels, -100)
+    predictions[chosen] = logits.argmax(-1)
+    per_position_loss = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+    per_position_loss[chosen] = F.cross_entropy(logits, labels[chosen], reduction="none")
+    outputs = [predictions, per_position_loss, inputs["input_ids"]]
+    if nsp_labels is not None:
+        outputs.append(output.seq_relationship_logits.float())
+    outputs += [torch.sigmoid(output.rtd_logits.float()), output.rtd_labels]
+    return output.loss.detach(), tuple(outputs), labels if nsp_labels is None else (labels, nsp_labels)
+
+
+def replaced_token_metrics(probabilities, labels) -> dict[str, float]:
+    """The discriminator's held-out figures over real tokens: accuracy (at p > 0.5) beside calling every token
+    original, the ROC AUC, and the share of tokens the generator replaced."""
+    from sklearn.metrics import roc_auc_score  # scikit-learn is a dependency; imported here, on evaluation only
+
+    real = labels != -100
+    truth = labels[real].astype(int)
+    scores = probabilities[real]
+    both_classes = 0 < truth.sum() < truth.size
+    return {
+        "rtd_accuracy": float(((scores > 0.5) == truth).mean()) if truth.size else 0.0,
+        "rtd_all_original_accuracy": float((truth == 0).mean()) if truth.size else 0.0,
+        "rtd_auc": float(roc_auc_score(truth, scores)) if both_classes else float("nan"),
+        "rtd_replaced_share": float(truth.mean()) if truth.size else 0.0,
+        "rtd_replaced_accuracy": float((scores[truth == 1] > 0.5).mean()) if truth.any() else 0.0,
+    }

@@ -1,0 +1,208 @@
+"""Replaced-token detection (ELECTRA): the generator and discriminator pair, its run end to end, export and refusals."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import (
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertModel,
+    pipeline,
+)
+
+from scratchbert import ScratchBertForReplacedTokenDetection
+from scratchbert.convert import convert_scratchbert_to_bert
+from scratchbert.pretraining import main, run
+from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel, generator_config, replaced_token_metrics
+from conftest import REPO_ROOT, make_batch, tiny_config
+from test_pretraining import TINY
+
+
+def rtd_config(width=0.5, **overrides):
+    config = tiny_config(hidden_size=64, num_attention_heads=2, intermediate_size=128, **overrides)
+    config.pretraining_objective = "rtd"
+    config.rtd_generator = generator_config(config, width)
+    config.rtd_loss_weight = 50.0
+    return config
+
+
+def masked_batch(config, seed=0):
+    """A padded batch with a quarter of its real tokens chosen and replaced by id 4 (our [MASK] stand-in)."""
+    batch = make_batch(config, batch_size=4, seq_len=16, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    chosen = (torch.rand(batch["input_ids"].shape, generator=g) < 0.25) & (batch["attention_mask"] == 1)
+    labels = torch.where(chosen, batch["input_ids"], -100)
+    batch["input_ids"] = batch["input_ids"].masked_fill(chosen, 4)
+    return {**batch, "labels": labels, "next_sentence_label": torch.tensor([0, 1, 0, 1])}
+
+
+def test_generator_is_a_share_of_the_discriminator_with_heads_of_64():
+    config = tiny_config(hidden_size=256, num_attention_heads=4, intermediate_size=1024, num_hidden_layers=4)
+    assert generator_config(config, 0.25) == {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 1,
+                                              "intermediate_size": 256}  # ELECTRA-Small's generator
+    assert generator_config(config, 0.5, num_hidden_layers=2) == {"hidden_size": 128, "num_hidden_layers": 2,
+                                                                  "num_attention_heads": 2, "intermediate_size": 512}
+    with pytest.raises(ValueError, match="generator_width=1.5"):
+        generator_config(config, 1.5)
+
+
+def test_generator_shares_the_embeddings_and_projects_them_to_its_width():
+    model = ReplacedTokenDetectionModel(rtd_config(width=0.25))
+    shared = model.discriminator.scratchbert.embeddings
+    assert model.generator.scratchbert.embeddings is shared
+    assert model.generator.mlm_head.decoder.weight is shared.word_embeddings.weight
+    assert model.generator.config.hidden_size == 16 and model.generator.config.embedding_size == 64
+    assert model.generator.scratchbert.embeddings_project.weight.shape == (16, 64)
+    # BERT's layout is untouched: no projection where embeddings and layers are as wide
+    assert model.discriminator.scratchbert.embeddings_project is None
+
+
+def test_losses_labels_and_replacements():
+    torch.manual_seed(0)
+    config = rtd_config()
+    model = ReplacedTokenDetectionModel(config).eval()
+    batch = masked_batch(config)
+    out = model(**batch, sampling_generator=torch.Generator().manual_seed(1))
+    chosen = batch["labels"] != -100
+    padding = batch["attention_mask"] == 0
+    assert (out.rtd_labels[padding] == -100).all()
+    assert (out.rtd_labels[~chosen & ~padding] == 0).all(), "only chosen positions can be replaced"
+    assert out.rtd_labels[chosen].sum() > 0, "a random generator replaces most chosen tokens"
+    assert torch.allclose(out.loss, out.mlm_loss + 50.0 * out.rtd_loss + out.nsp_loss)
+    # The same sampling generator gives the same corruption: evaluation is repeatable.
+    again = model(**batch, sampling_generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out.rtd_labels, again.rtd_labels) and torch.equal(out.loss, again.loss)
+
+
+def test_no_gradient_reaches_the_generator_through_the_sampling():
+    config = rtd_config()
+    config.mlm_loss_weight = 0.0
+    model = ReplacedTokenDetectionModel(config)
+    model(**masked_batch(config)).loss.backward()
+    generator_layers = [p.grad for p in model.generator.scratchbert.layers.parameters()]
+    assert all(g is None or not g.any() for g in generator_layers)
+    assert model.discriminator.rtd_head.classifier.weight.grad.abs().sum() > 0
+
+
+def test_unpadded_pair_equals_the_padded_one():
+    config = rtd_config()
+    model = ReplacedTokenDetectionModel(config).eval()
+    batch = masked_batch(config)
+    padded = model(**batch, sampling_generator=torch.Generator().manual_seed(3))
+    model.config.unpad_inputs = model.generator.config.unpad_inputs = True
+    unpadded = model(**batch, sampling_generator=torch.Generator().manual_seed(3))
+    assert torch.equal(padded.rtd_labels, unpadded.rtd_labels)
+    torch.testing.assert_close(unpadded.loss, padded.loss, atol=1e-5, rtol=1e-5)
+
+
+def test_replaced_token_metrics_by_hand():
+    import numpy as np
+
+    probabilities = np.array([[0.9, 0.2, 0.6, -100], [0.1, 0.4, 0.3, 0.8]])
+    labels = np.array([[1, 0, 0, -100], [0, 0, 1, 1]])
+    metrics = replaced_token_metrics(probabilities, labels)
+    assert metrics["rtd_accuracy"] == pytest.approx(5 / 7)  # wrong: the 0.6 original and the 0.3 replaced
+    assert metrics["rtd_all_original_accuracy"] == pytest.approx(4 / 7)
+    assert metrics["rtd_replaced_share"] == pytest.approx(3 / 7)
+    assert metrics["rtd_auc"] == pytest.approx(10 / 12)  # 10 of the 12 (replaced, original) pairs ranked right
+
+
+def pretrain_rtd(tmp_path, *args, name="rtd"):
+    output_dir = tmp_path / name
+    results = run(["--output_dir", str(output_dir), *TINY, "--corpus", "synthetic", "--synthetic_documents", "60",
+                   "--objective", "rtd", "--generator_width", "0.5", "--hidden_size", "64", *args])
+    return output_dir, results
+
+
+@pytest.mark.slow
+def test_a_run_saves_the_discriminator_and_its_generator_and_both_load(tmp_path):
+    output_dir, results = pretrain_rtd(tmp_path, "--attention_position_bias", "none")  # BERT-convertible
+    for key in ("eval_rtd_accuracy", "eval_rtd_all_original_accuracy", "eval_rtd_auc", "eval_mlm_masked_accuracy",
+                "eval_mlm_unigram_accuracy", "eval_nsp_accuracy"):
+        assert 0 <= results[key] <= 1, key
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["architectures"] == ["ScratchBertForReplacedTokenDetection"] and config["pretraining_objective"] == "rtd"
+    assert config["auto_map"]["AutoModel"] == "modeling_scratchbert.ScratchBertModel"
+    weights = load_file(output_dir / "model.safetensors")
+    assert not any(k.startswith("generator") for k in weights) and "rtd_head.classifier.weight" in weights
+
+    # Every head takes the discriminator's encoder, as from an MLM-trained checkpoint.
+    discriminator = ScratchBertForReplacedTokenDetection.from_pretrained(output_dir)
+    classifier = AutoModelForSequenceClassification.from_pretrained(output_dir, num_labels=2)
+    for name, tensor in discriminator.scratchbert.state_dict().items():
+        assert torch.equal(classifier.scratchbert.state_dict()[name], tensor), name
+    # No MLM head here: refused by name rather than a random head answering fill-mask.
+    with pytest.raises(ValueError, match="generator/ subfolder"):
+        AutoModelForMaskedLM.from_pretrained(output_dir)
+    # The generator answers fill-mask, and is the model that trained (its shared embeddings included).
+    generator = AutoModelForMaskedLM.from_pretrained(output_dir / "generator")
+    assert torch.equal(generator.scratchbert.embeddings.word_embeddings.weight,
+                       discriminator.scratchbert.embeddings.word_embeddings.weight)
+    fill = pipeline("fill-mask", model=str(output_dir / "generator"), device="cpu")
+    assert len(fill("document 3 sentence [MASK] talks about topic")) == 5
+    card = (output_dir / "README.md").read_text()
+    assert "replaced-token detection" in card and "generator/" in card and "pipeline_tag: feature-extraction" in card
+
+    # Remote code elsewhere, and conversion to BERT's layout: the discriminator's encoder, exactly.
+    remote = AutoModel.from_pretrained(output_dir, trust_remote_code=True)
+    bert_dir = tmp_path / "bert"
+    assert convert_scratchbert_to_bert(output_dir, bert_dir)["head"] == "BertModel"
+    bert = BertModel.from_pretrained(bert_dir).eval()
+    batch = make_batch(discriminator.config, seq_len=10)
+    expected = remote.eval()(**batch).last_hidden_state
+    torch.testing.assert_close(bert(**batch).last_hidden_state, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_rtd_with_the_recipes_options_and_resume_to_the_same_weights(tmp_path):
+    options = ["--bf16", "true", "--attention_position_bias", "alibi", "--linear_bias", "false", "--unpad_inputs",
+               "true", "--mlm_probability_start", "0.3", "--max_train_minutes", "5", "--max_steps", "4",
+               "--mlm_only", "true", "--save_steps", "2"]
+    straight, results = pretrain_rtd(tmp_path, *options, name="straight")
+    assert results["steps"] == 4 and "eval_nsp_accuracy" not in results and results["eval_rtd_auc"] >= 0
+    # A run stopped at step 2 leaves what the straight run's checkpoint-2 holds (the generator too): resumed from it,
+    # it ends with the same weights as the run that went straight through.
+    shutil.copytree(straight / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
+    pretrain_rtd(tmp_path, *options, "--resume_from_checkpoint", "latest", name="resumed")
+    for part in ("model.safetensors", "generator/model.safetensors"):
+        expected, weights = load_file(straight / part), load_file(tmp_path / "resumed" / part)
+        assert weights.keys() == expected.keys()
+        for key in expected:
+            assert torch.equal(weights[key], expected[key]), f"{part}: {key} differs after resume"
+
+
+def fails(tmp_path, capsys, *args):
+    code = main(["--output_dir", str(tmp_path / "bad"), *TINY, "--corpus", "synthetic", *args])
+    assert code != 0
+    return capsys.readouterr().err
+
+
+def test_bad_rtd_options_are_refused_by_name_before_any_data_work(tmp_path, capsys):
+    assert "objective must be one of mlm, rtd, got 'electra'" in fails(tmp_path, capsys, "--objective", "electra")
+    err = fails(tmp_path, capsys, "--objective", "rtd", "--model_name_or_path", str(tmp_path))
+    assert "has no generator" in err and "resume_from_checkpoint" in err
+    assert "rtd_loss_weight=0.0 must be positive" in fails(tmp_path, capsys, "--objective", "rtd", "--rtd_loss_weight", "0")
+    assert "generator_width=1.5" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_width", "1.5")
+    err = fails(tmp_path, capsys, "--objective", "rtd", "--sparse_mlm_prediction", "false")
+    assert "sparse_mlm_prediction" in err and "Training a WordPiece" not in err
+    assert not (tmp_path / "bad" / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_rtd_under_torchrun_on_two_processes(tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "run_pretraining.py",
+               "--output_dir", str(tmp_path / "out"), "--output", str(tmp_path / "r.json"), *TINY,
+               "--corpus", "synthetic", "--synthetic_documents", "60", "--objective", "rtd", "--hidden_size", "64"]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["world_size"] == 2 and results["steps"] == 3 and "eval_rtd_auc" in results
+    assert (tmp_path / "out" / "generator" / "model.safetensors").is_file()
