@@ -63,6 +63,8 @@ HEAD_TASKS = {
     "ScratchBertForTokenClassification": ("token-classification", "feature-extraction"),
     "ScratchBertForQuestionAnswering": ("question-answering", "feature-extraction"),
     "ScratchBertForMultipleChoice": ("multiple-choice", "feature-extraction"),
+    # A replaced-token-detection discriminator: its encoder (ONNX has no task for the per-token replaced score).
+    "ScratchBertForReplacedTokenDetection": ("feature-extraction",),
 }
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 CHECK_SHAPES = ((1, 7), (3, 16), (2, 48))  # (batch, sequence) of the onnxruntime check, each with padding

@@ -301,13 +301,15 @@ def test_every_head_exports_as_its_own_task_and_unknown_heads_are_refused():
     from scratchbert.export import HEAD_TASKS, TASKS, ExportError, task_of
     from scratchbert.modeling_scratchbert import AUTO_CLASSES
 
-    assert set(HEAD_TASKS) == {model_class.__name__ for model_class in AUTO_CLASSES.values()}
+    assert set(HEAD_TASKS) == {model_class.__name__ for model_class in AUTO_CLASSES.values()} | {
+        "ScratchBertForReplacedTokenDetection"}  # the one head no Auto class names
     assert all(set(tasks) <= set(TASKS) for tasks in HEAD_TASKS.values())
     expected = {"ScratchBertModel": "feature-extraction", "ScratchBertForPreTraining": "fill-mask",
                 "ScratchBertForMaskedLM": "fill-mask", "ScratchBertForNextSentencePrediction": "next-sentence-prediction",
                 "ScratchBertForSequenceClassification": "text-classification",
                 "ScratchBertForTokenClassification": "token-classification",
-                "ScratchBertForQuestionAnswering": "question-answering", "ScratchBertForMultipleChoice": "multiple-choice"}
+                "ScratchBertForQuestionAnswering": "question-answering", "ScratchBertForMultipleChoice": "multiple-choice",
+                "ScratchBertForReplacedTokenDetection": "feature-extraction"}
     for head, task in expected.items():
         assert task_of(tiny_config(architectures=[head])) == task, head
     assert task_of(tiny_config()) == "feature-extraction"  # no architectures: the encoder
@@ -437,3 +439,26 @@ def test_onnx_feature_extraction_without_a_saved_pooler_has_no_pooler_output(tmp
         want = model.eval()(**batch).last_hidden_state
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(torch.from_numpy(have)[real], want[real], atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_a_replaced_token_detection_discriminator_exports_its_encoder(tmp_path):
+    """An rtd run's checkpoint (the discriminator) exports as feature-extraction by default, pooler included (it is
+    saved), equal to a fresh AutoModel load of the folder in onnxruntime."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from transformers import AutoModel
+
+    from scratchbert import ScratchBertForReplacedTokenDetection
+    from scratchbert.export import INPUT_NAMES, export_onnx, padded_batch
+
+    torch.manual_seed(0)
+    ScratchBertForReplacedTokenDetection(tiny_config(pretraining_objective="rtd")).save_pretrained(tmp_path / "ckpt")
+    report = export_onnx(str(tmp_path / "ckpt"), tmp_path / "onnx")
+    assert report["task"] == "feature-extraction" and report["outputs"] == ["last_hidden_state", "pooler_output"]
+    model = fresh_load(AutoModel, tmp_path / "ckpt")
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    batch = padded_batch(model.config, 2, 13, seed=3)
+    _, pooled = session.run(["last_hidden_state", "pooler_output"], {n: batch[n].numpy() for n in INPUT_NAMES})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(pooled), model(**batch).pooler_output, atol=1e-4, rtol=1e-4)

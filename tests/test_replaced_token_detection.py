@@ -152,6 +152,10 @@ def test_a_run_saves_the_discriminator_and_its_generator_and_both_load(tmp_path)
 
     # Remote code elsewhere, and conversion to BERT's layout: the discriminator's encoder, exactly.
     remote = AutoModel.from_pretrained(output_dir, trust_remote_code=True)
+    from sentence_transformers import SentenceTransformer
+
+    embedding = SentenceTransformer(str(output_dir), trust_remote_code=True, device="cpu").encode(["topic 3 again."])
+    assert embedding.shape == (1, 64)
     bert_dir = tmp_path / "bert"
     assert convert_scratchbert_to_bert(output_dir, bert_dir)["head"] == "BertModel"
     bert = BertModel.from_pretrained(bert_dir).eval()
