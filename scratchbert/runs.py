@@ -22,9 +22,11 @@ import torch.distributed as dist
 import transformers
 from huggingface_hub import HfApi
 from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import SequentialSampler
 from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 from tqdm.auto import tqdm
 from transformers.trainer_callback import ExportableState, ProgressCallback
+from transformers.trainer_utils import has_length
 
 from .cli import ConfigError
 
@@ -38,12 +40,13 @@ class RunArguments:
     wandb_project: str | None = field(default=None, metadata={"help": "W&B project when report_to includes wandb"})
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Start a new run in an output_dir that holds one: its final files are replaced, its "
-                          "checkpoints kept (moved into superseded-<time>/ so no resume picks them up)"},
+        metadata={"help": "Start a new run in an output_dir that holds one: the earlier run (final model, results, "
+                          "checkpoints) is kept, moved into superseded-<time>/ so no resume picks it up"},
     )
     delete_old_checkpoints: bool = field(
         default=False,
-        metadata={"help": "With overwrite_output_dir: delete the earlier run's checkpoints instead of keeping them"},
+        metadata={"help": "With overwrite_output_dir: delete the earlier run's checkpoints instead of keeping them "
+                          "(its final files are then not kept either: the new run's replace them)"},
     )
     on_nonfinite_loss: str = field(
         default="stop",
@@ -78,7 +81,15 @@ class ScratchBertTrainingArguments(TrainingArguments):
     - several processes (torchrun, accelerate launch): without use_cpu, accelerate starts each process on a
       machine with no GPU as a run of its own, world size 1, each training alone and writing the same folder.
       With it they form one gloo process group.
+    - `dataloader_pin_memory`: unset, it is true only where there is a GPU (or other accelerator) to copy batches
+      to; transformers' default (always true) makes torch warn on every CPU run that no accelerator is found.
     """
+
+    dataloader_pin_memory: bool | None = field(
+        default=None,
+        metadata={"help": "Pin the data loader's memory (faster copies to a GPU); unset: true where there is an "
+                          "accelerator, false on the CPU"},
+    )
 
     def __post_init__(self):
         several_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -88,6 +99,8 @@ class ScratchBertTrainingArguments(TrainingArguments):
             self.use_cpu = True
         if self.use_cpu and several_processes and os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
             logger.warning("accelerate runs FSDP on GPUs only: on the CPU these processes train as plain DDP")
+        if self.dataloader_pin_memory is None:  # not set by the user: pinned memory only speeds copies to a GPU
+            self.dataloader_pin_memory = has_accelerator() and not self.use_cpu
         super().__post_init__()
 
 
@@ -112,7 +125,8 @@ def check_output_dir(training_args: TrainingArguments, run_args: RunArguments):
                 f"output_dir {output_dir} already holds a run; pass --resume_from_checkpoint latest to continue it, "
                 "--overwrite_output_dir to replace it, or choose another output_dir"
             )
-        set_aside_old_checkpoints(output_dir, delete=run_args.delete_old_checkpoints)
+        log_file = Path(run_args.log_file).resolve() if run_args.log_file else None
+        set_aside_earlier_run(output_dir, delete_checkpoints=run_args.delete_old_checkpoints, in_use=log_file)
     if run_args.output:
         parent = Path(run_args.output).resolve().parent
         try:
@@ -123,31 +137,57 @@ def check_output_dir(training_args: TrainingArguments, run_args: RunArguments):
             raise ConfigError(f"--output {run_args.output}: folder {parent} cannot be created or written")
 
 
-def set_aside_old_checkpoints(output_dir: Path, delete: bool = False):
-    """A new run starts in `output_dir`: the earlier run's checkpoints leave the folder, so that neither
-    `--resume_from_checkpoint latest` nor the new run's own checkpoint numbers mix with them.
+def set_aside_earlier_run(output_dir: Path, delete_checkpoints: bool = False, in_use: Path | None = None):
+    """A new run starts in `output_dir`: the earlier run leaves the folder, so that neither
+    `--resume_from_checkpoint latest` nor the new run's own checkpoints and final files mix with it.
 
-    They are moved into `superseded-<UTC time>/` (nothing a user saved is lost; resume from there by path), or
-    deleted only when the user asked for exactly that (`delete_old_checkpoints`). Only the main process of a
-    node acts; the others wait for it.
+    Its checkpoints and its final files (model, tokenizer, results.json, model card, curves, ...) are moved into
+    `superseded-<UTC time>/`: nothing a user saved is lost, and the log names the newest complete checkpoint to
+    resume from there. With `delete_checkpoints` (the user asked for exactly that) the checkpoints are deleted
+    instead and the final files stay, for the new run's to replace. Hidden entries, earlier `superseded-*`
+    folders and `in_use` (the run's own log file, already open) stay. Only the main process of a node acts; the
+    others wait for it.
     """
-    old = sorted(p for p in output_dir.glob("checkpoint-*") if p.is_dir())
-    if old and int(os.environ.get("LOCAL_RANK", "0")) == 0:
-        if delete:
-            for folder in old:
+    output_dir = Path(output_dir)
+    numbered = checkpoints_by_step(output_dir)
+    checkpoints = [p for p in sorted(output_dir.glob("checkpoint-*")) if p.is_dir() and p not in numbered] + numbered
+    final_files = [] if delete_checkpoints else sorted(
+        p for p in output_dir.iterdir()
+        if not p.name.startswith((".", "checkpoint-", "superseded-")) and p.resolve() != in_use
+    )
+    if (checkpoints or final_files) and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        if delete_checkpoints:
+            for folder in checkpoints:
                 shutil.rmtree(folder)
-            logger.warning("delete_old_checkpoints: deleted %d checkpoint(s) of the earlier run in %s", len(old), output_dir)
+            logger.warning("delete_old_checkpoints: deleted %d checkpoint(s) of the earlier run in %s",
+                           len(checkpoints), output_dir)
         else:
-            keep = output_dir / time.strftime("superseded-%Y%m%d-%H%M%S", time.gmtime())
-            keep.mkdir(exist_ok=True)
-            for folder in old:
-                os.replace(folder, keep / folder.name)
-            logger.warning(
-                "overwrite_output_dir: the earlier run's %d checkpoint(s) are kept in %s (to continue that run "
-                "instead, stop and pass --resume_from_checkpoint %s)", len(old), keep, keep / old[-1].name,
-            )
+            newest = latest_complete_checkpoint(output_dir)
+            keep = unused_folder(output_dir / time.strftime("superseded-%Y%m%d-%H%M%S", time.gmtime()))
+            for entry in checkpoints + final_files:
+                os.replace(entry, keep / entry.name)
+            what = " and ".join(part for part in (
+                f"{len(final_files)} final file(s) ({', '.join(p.name for p in final_files[:4])}"
+                f"{', ...' if len(final_files) > 4 else ''})" if final_files else "",
+                f"{len(checkpoints)} checkpoint(s)" if checkpoints else "",
+            ) if part)
+            resume = (f" (to continue that run instead, stop and pass --resume_from_checkpoint {keep / Path(newest).name})"
+                      if newest else "")
+            logger.warning("overwrite_output_dir: the earlier run's %s are kept in %s%s", what, keep, resume)
     if is_distributed():
         dist.barrier()
+
+
+def unused_folder(folder: Path) -> Path:
+    """`folder`, created; `folder-2`, `-3`, ... if it already exists (two runs set aside in the same second)."""
+    candidate, n = folder, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = folder.with_name(f"{folder.name}-{n}")
 
 
 def check_sequence_length(max_seq_length: int, max_position_embeddings: int):
@@ -167,9 +207,17 @@ def is_complete_checkpoint(folder: str | Path) -> bool:
         return False
 
 
-def latest_complete_checkpoint(output_dir: str | Path) -> str | None:
+def checkpoints_by_step(output_dir: str | Path) -> list[Path]:
+    """The `checkpoint-<step>` folders of output_dir, oldest first: the one order of checkpoints everywhere.
+
+    By step number, not by name: as text, checkpoint-10000 sorts before checkpoint-9000.
+    """
     folders = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
-    for folder in sorted(folders, key=lambda p: int(p.name.split("-")[1]), reverse=True):
+    return sorted(folders, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest_complete_checkpoint(output_dir: str | Path) -> str | None:
+    for folder in reversed(checkpoints_by_step(output_dir)):
         if is_complete_checkpoint(folder):
             return str(folder)
         logger.warning("Skipping %s: it was not completely written (the run stopped while saving it)", folder)
@@ -414,6 +462,18 @@ class GuardedTrainer(Trainer):
             if any(isinstance(c, ProgressCallback) for c in self.callback_handler.callbacks):  # unless disable_tqdm
                 self.remove_callback(ProgressCallback)
                 self.add_callback(BudgetProgressCallback(self.time_budget))
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Evaluation and prediction read the rows in the dataset's order, always.
+
+        transformers 5 also groups evaluation batches by length when `train_sampling_strategy` is group_by_length
+        (as the shipped fine-tuning configs set): predictions then come back in another order than the rows, and
+        anything that pairs them with the rows (a prediction file's index, the words of a token-classification
+        window) pairs them wrongly. Several processes: accelerate's sharding and gathering keep the order.
+        """
+        if eval_dataset is None or not has_length(eval_dataset) or self.args.world_size > 1:
+            return None
+        return SequentialSampler(eval_dataset)
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.time_budget is None or self.lr_scheduler is not None:

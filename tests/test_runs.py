@@ -2,6 +2,7 @@
 
 import errno
 import json
+import logging
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -17,14 +19,16 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainingArguments, default_data_collator
 
 from scratchbert import ScratchBertForSequenceClassification
-from scratchbert.pretraining import run
-from scratchbert.cli import ConfigError
+from scratchbert import runs
+from scratchbert.pretraining import DataArguments, ModelArguments, run
+from scratchbert.cli import ConfigError, parse_config
 from scratchbert.runs import (
     GuardedTrainer,
     RunArguments,
     ScratchBertTrainingArguments,
     TrainingFailure,
     budget_lr_lambda,
+    check_output_dir,
     is_complete_checkpoint,
     latest_complete_checkpoint,
     save_final_model,
@@ -143,6 +147,104 @@ def test_incomplete_checkpoints_are_never_resumed(tmp_path):
     (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')  # killed mid-write
     (tmp_path / "checkpoint-6").mkdir()  # killed before the state was written
     assert latest_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+
+
+def test_predictions_come_back_in_the_rows_order_when_training_groups_by_length(tmp_path):
+    # transformers 5 groups evaluation batches by length too: predict() returned rows in another order, so a
+    # prediction file paired them with the wrong index.
+    torch.manual_seed(0)
+    model = ScratchBertForSequenceClassification(tiny_config())
+    g = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": torch.randint(5, 99, (int(n),), generator=g).tolist(), "labels": 0}
+            for n in torch.randint(2, 30, (40,), generator=g)]
+    arguments = ScratchBertTrainingArguments(output_dir=str(tmp_path / "out"), per_device_eval_batch_size=4, report_to="none",
+                                             use_cpu=True, train_sampling_strategy="group_by_length")
+    trainer = GuardedTrainer(model=model, args=arguments, data_collator=pad_batch)
+    data = Dataset.from_list(rows)
+    predicted = trainer.predict(data).predictions
+    model.eval()
+    with torch.no_grad():
+        one_by_one = [model(input_ids=torch.tensor([row["input_ids"]])).logits[0].numpy() for row in rows]
+    assert np.allclose(predicted, np.stack(one_by_one), atol=1e-5)
+
+
+def pad_batch(features):
+    """input_ids padded with 0, the attention mask, the labels."""
+    width = max(len(f["input_ids"]) for f in features)
+    return {"input_ids": torch.tensor([f["input_ids"] + [0] * (width - len(f["input_ids"])) for f in features]),
+            "attention_mask": torch.tensor([[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features]),
+            "labels": torch.tensor([f["labels"] for f in features])}
+
+
+def complete_checkpoint(folder, step):
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+
+
+def overwrite(out, **run_args):
+    check_output_dir(ScratchBertTrainingArguments(output_dir=str(out), report_to="none"),
+                     RunArguments(overwrite_output_dir=True, **run_args))
+
+
+def test_overwrite_names_the_newest_checkpoint_by_step_not_by_text(tmp_path, caplog):
+    out = tmp_path / "out"
+    for step in (500, 9000, 10000):  # as text, checkpoint-10000 sorts before checkpoint-9000
+        complete_checkpoint(out / f"checkpoint-{step}", step)
+    assert latest_complete_checkpoint(out) == str(out / "checkpoint-10000")
+    with caplog.at_level(logging.WARNING, logger="scratchbert.runs"):
+        overwrite(out)
+    kept = next(out.glob("superseded-*"))
+    assert f"--resume_from_checkpoint {kept / 'checkpoint-10000'}" in caplog.text
+    assert latest_complete_checkpoint(kept) == str(kept / "checkpoint-10000")
+
+
+def test_overwrite_keeps_the_earlier_runs_final_model_and_results(tmp_path, caplog):
+    out = tmp_path / "out"
+    complete_checkpoint(out / "checkpoint-2", 2)
+    earlier = {"config.json": "{}", "model.safetensors": "weights", "results.json": '{"eval_f1": 0.8}', "README.md": "card"}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    (out / "1_Pooling").mkdir()
+    (out / "run.log").write_text("this run's own log, already open\n")
+    with caplog.at_level(logging.WARNING, logger="scratchbert.runs"):
+        overwrite(out, log_file=str(out / "run.log"))
+    kept = next(out.glob("superseded-*"))
+    assert {name: (kept / name).read_text() for name in earlier} == earlier
+    assert (kept / "1_Pooling").is_dir() and (kept / "checkpoint-2").is_dir()
+    assert sorted(p.name for p in out.iterdir()) == sorted([kept.name, "run.log"])  # the new run starts clean
+    assert "5 final file(s)" in caplog.text and "1 checkpoint(s)" in caplog.text
+
+    # A second overwrite in the same second sets the second run aside beside the first, never over it.
+    (out / "config.json").write_text('{"second": true}')
+    overwrite(out)
+    assert sorted(p.name for p in out.glob("superseded-*"))[-1] != kept.name
+    assert (kept / "config.json").read_text() == "{}"
+    assert {(p / "config.json").read_text() for p in out.glob("superseded-*")} == {"{}", '{"second": true}'}
+
+
+def test_delete_old_checkpoints_deletes_checkpoints_and_leaves_final_files_to_be_replaced(tmp_path):
+    out = tmp_path / "out"
+    complete_checkpoint(out / "checkpoint-2", 2)
+    (out / "config.json").write_text("{}")
+    overwrite(out, delete_old_checkpoints=True)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+
+
+def test_pin_memory_only_where_there_is_an_accelerator(tmp_path, monkeypatch):
+    # transformers' default (true) makes torch warn on every CPU run: "no accelerator is found".
+    monkeypatch.setattr(runs, "has_accelerator", lambda: False)
+    assert ScratchBertTrainingArguments(output_dir=str(tmp_path)).dataloader_pin_memory is False
+    assert ScratchBertTrainingArguments(output_dir=str(tmp_path), dataloader_pin_memory=True).dataloader_pin_memory is True
+    (_, _, _, flags, _) = parse_config((ModelArguments, DataArguments, RunArguments, ScratchBertTrainingArguments),
+                                       ["--output_dir", str(tmp_path), "--dataloader_pin_memory", "true"])
+    assert flags.dataloader_pin_memory is True  # the user's choice stands
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output_dir: {tmp_path}\n")
+    (_, _, _, resolved, _) = parse_config((ModelArguments, DataArguments, RunArguments, ScratchBertTrainingArguments), [str(config)])
+    assert resolved.dataloader_pin_memory is False
+    monkeypatch.setattr(runs, "has_accelerator", lambda: True)
+    assert ScratchBertTrainingArguments(output_dir=str(tmp_path)).dataloader_pin_memory is True
+    assert ScratchBertTrainingArguments(output_dir=str(tmp_path), use_cpu=True).dataloader_pin_memory is False
 
 
 # --------------------------------------------------------------------------------------------------------------
