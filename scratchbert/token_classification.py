@@ -4,8 +4,11 @@ Built the way scratchbert.classification is: YAML + flags, the Trainer (through 
 budget), `--output results.json`, a model card. Data: CoNLL-format files (one word a line, its tag in the last
 column, a blank line between sentences, `-DOCSTART-` lines skipped) or a Hub dataset with word and tag columns
 (`tokens`, `ner_tags`, as `conll2003`). Each word's tag goes to its first word piece; the other pieces are
-ignored in the loss and the metrics (-100), as transformers' token-classification example does. Scored with
-seqeval's entity-level F1 (conlleval's rules, which read IOB1 and IOB2 alike) beside the all-`O` baseline.
+ignored in the loss and the metrics (-100), as transformers' token-classification example does. A sentence
+longer than `max_seq_length` pieces is cut into overlapping windows (`stride` pieces shared), each word labelled
+in the one window where it has the most context, so no word is dropped. Scored with seqeval's entity-level F1
+(conlleval's rules, which read IOB1 and IOB2 alike) over every word of the evaluation data, the windows merged
+back into sentences, beside the all-`O` baseline.
 """
 
 import logging
@@ -68,6 +71,11 @@ class DataArguments:
     word_column: str = field(default="tokens", metadata={"help": "Hub dataset: the column of words"})
     tag_column: str = field(default="ner_tags", metadata={"help": "Hub dataset: the column of tags (ids of a ClassLabel, or names)"})
     max_seq_length: int = 128
+    stride: int | None = field(
+        default=None,
+        metadata={"help": "A sentence longer than max_seq_length pieces is cut into windows sharing this many pieces "
+                          "(each word scored once, where it has the most context); unset: max_seq_length // 4"},
+    )
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     preprocessing_num_workers: int | None = None
@@ -78,6 +86,8 @@ class DataArguments:
             raise ValueError("give train_file (CoNLL format, with validation_file) or dataset_name, exactly one")
         if self.train_file and not self.validation_file:
             raise ValueError("train_file needs validation_file: the scores are measured on held-out sentences")
+        if self.stride is not None and self.stride < 0:
+            raise ValueError(f"stride must be 0 or more pieces, got {self.stride}")
 
 
 class DataError(ValueError):
@@ -92,12 +102,13 @@ class DataError(ValueError):
 def read_conll(path: str | Path) -> datasets.Dataset:
     """Sentences of a CoNLL file as {"tokens": [words], "tags": [tag names]}: the word is the first column, the
     tag the last. Written by hand because datasets has no CoNLL builder (the Hub's conll2003 was a loading
-    script, which datasets 3+ no longer runs)."""
+    script, which datasets 3+ no longer runs). Read as utf-8-sig, as the GLUE files are: a byte-order mark would
+    otherwise turn the first `-DOCSTART-` line into a word."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     sentences, words, tags = [], [], []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, start=1):
             columns = line.split()
             if not columns or columns[0] == "-DOCSTART-":
@@ -151,30 +162,100 @@ def tag_names_of(splits: datasets.DatasetDict) -> list[str]:
     return sorted(train_tags, key=lambda t: (t != OUTSIDE, t))
 
 
-def align_tags(splits: datasets.DatasetDict, tokenizer, tag_names: list[str], data_args: DataArguments) -> datasets.DatasetDict:
-    """Word pieces with each word's tag id on its first piece and -100 on the rest (and on [CLS], [SEP])."""
-    tag_ids = {t: i for i, t in enumerate(tag_names)}
+SENTENCE, WORDS = "sentence", "words"  # align_tags' bookkeeping columns: where each row's labels come from
 
-    def encode(batch):
-        encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=data_args.max_seq_length)
-        labels = []
-        for row, tags in enumerate(batch["tags"]):
-            previous, row_labels = None, []
-            for word in encoded.word_ids(row):
-                row_labels.append(-100 if word is None or word == previous else tag_ids[tags[word]])
-                previous = word
-            labels.append(row_labels)
-        encoded["labels"] = labels
-        return encoded
 
+def select_samples(splits: datasets.DatasetDict, data_args: DataArguments) -> datasets.DatasetDict:
+    """The first max_train_samples / max_eval_samples sentences of the training / validation split."""
     out = {}
     for name, split in splits.items():
         limit = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}.get(name)
-        if limit is not None:
-            split = split.select(range(min(limit, len(split))))
-        out[name] = split.map(encode, batched=True, remove_columns=split.column_names,
+        out[name] = split.select(range(min(limit, len(split)))) if limit is not None else split
+    return datasets.DatasetDict(out)
+
+
+def window_stride(tokenizer, data_args: DataArguments) -> int:
+    """The pieces two windows of a long sentence share: `stride`, or a quarter of max_seq_length."""
+    room = data_args.max_seq_length - tokenizer.num_special_tokens_to_add(pair=False)
+    stride = data_args.max_seq_length // 4 if data_args.stride is None else data_args.stride
+    if room < 1 or stride >= room:
+        raise ConfigError(f"stride={stride} must be below the {room} word pieces a window of max_seq_length="
+                          f"{data_args.max_seq_length} holds")
+    return stride
+
+
+def align_tags(splits: datasets.DatasetDict, tokenizer, tag_names: list[str], data_args: DataArguments) -> datasets.DatasetDict:
+    """Word pieces with each word's tag id on its first piece and -100 on the rest (and on [CLS], [SEP]).
+
+    A sentence longer than max_seq_length pieces becomes several rows: windows that share `stride` pieces (the
+    tokenizer's overflow, as transformers' pipelines window long texts). A word whose first piece is in several
+    windows is labelled in one of them, the one where it has the most context on its nearer side (the rule of
+    BERT's SQuAD code), and -100 in the others, so every word with a piece is labelled exactly once. Beside the
+    model's columns each row has `sentence` (its sentence's index in the split) and `words` (the word index of
+    each labelled piece, in order): `ScoredWords` merges the windows back into sentences with them; drop both
+    before training.
+    """
+    tag_ids = {t: i for i, t in enumerate(tag_names)}
+    stride = window_stride(tokenizer, data_args)
+
+    def encode(batch, indices):
+        encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=data_args.max_seq_length,
+                            stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+        rows_of = {}
+        for row, position in enumerate(encoded["overflow_to_sample_mapping"]):
+            rows_of.setdefault(position, []).append(row)
+        labels, sentence_of_row, words_of_row = [None] * len(encoded["input_ids"]), [], []
+        for position, rows in sorted(rows_of.items()):
+            # A word's first piece: where it starts (word-relative offset) in the first window that shows it.
+            first_start, best = {}, {}  # word -> offset of its first piece; word -> (context, row, index)
+            for row in rows:
+                word_ids, offsets = encoded.word_ids(row), encoded["offset_mapping"][row]
+                real = [i for i, w in enumerate(word_ids) if w is not None]
+                for i in real:
+                    word = word_ids[i]
+                    first_start.setdefault(word, offsets[i][0])
+                    if offsets[i][0] != first_start[word] or (i > 0 and word_ids[i - 1] == word):
+                        continue  # a later piece of the word, or a window that starts inside it
+                    context = min(i - real[0], real[-1] - i) + 0.01 * len(real)
+                    if word not in best or context > best[word][0]:
+                        best[word] = (context, row, i)
+            chosen = {(row, i): word for word, (_, row, i) in best.items()}
+            tags = batch["tags"][position]
+            for row in rows:
+                length = len(encoded["input_ids"][row])
+                labels[row] = [tag_ids[tags[chosen[row, i]]] if (row, i) in chosen else -100 for i in range(length)]
+        for row, position in enumerate(encoded["overflow_to_sample_mapping"]):
+            sentence_of_row.append(indices[position])
+            words_of_row.append([w for w, label in zip(encoded.word_ids(row), labels[row]) if label != -100])
+        encoded["labels"] = labels
+        encoded[SENTENCE], encoded[WORDS] = sentence_of_row, words_of_row
+        del encoded["overflow_to_sample_mapping"], encoded["offset_mapping"]
+        return encoded
+
+    out = {}
+    for name, split in select_samples(splits, data_args).items():
+        out[name] = split.map(encode, batched=True, with_indices=True, remove_columns=split.column_names,
                               num_proc=data_args.preprocessing_num_workers, desc=f"{name}: tokenizing")
     return datasets.DatasetDict(out)
+
+
+@dataclass
+class ScoredWords:
+    """How the rows of one encoded split map back to its words: every word's tag (each sentence in full), the
+    sentence of each row, and the word of each labelled piece of a row. A word with no word piece at all (only
+    characters the tokenizer drops) is never labelled: it is scored as predicted `O`."""
+
+    tags: list[list[str]]
+    sentence_of_row: list[int]
+    words_of_row: list[list[int]]
+
+    @classmethod
+    def of(cls, encoded: datasets.Dataset, sentences: datasets.Dataset) -> "ScoredWords":
+        return cls(list(sentences["tags"]), list(encoded[SENTENCE]), [list(w) for w in encoded[WORDS]])
+
+    def words_without_pieces(self) -> int:
+        labelled = {(s, w) for s, words in zip(self.sentence_of_row, self.words_of_row) for w in words}
+        return sum(len(tags) for tags in self.tags) - len(labelled)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -193,19 +274,29 @@ def build_model(model_args: ModelArguments, tokenizer, tag_names: list[str]):
     return head_from_checkpoint(AutoModelForTokenClassification, config, model_args, tokenizer, label_kwargs)
 
 
-def make_compute_metrics(tag_names: list[str]):
-    """seqeval's entity precision, recall and F1 and its tag accuracy over first word pieces, beside the
-    all-`O` line (no entities predicted: F1 0, the share of `O` words as accuracy)."""
+def make_compute_metrics(tag_names: list[str], scored: ScoredWords):
+    """seqeval's entity precision, recall and F1 and its tag accuracy over every word of the evaluated split
+    (`scored` says which: the windows of a long sentence are merged back into it, each word's prediction read
+    from its first piece in the window that labels it), beside the all-`O` line (no entities predicted: F1 0,
+    the share of `O` words as accuracy). `words` counts the words scored, all of them."""
 
     def compute_metrics(eval_prediction):
         logits, label_ids = eval_prediction.predictions, eval_prediction.label_ids
         logits = logits[0] if isinstance(logits, tuple) else logits
         predicted_ids = logits.argmax(-1)
-        truth, predicted = [], []
-        for row_labels, row_predictions in zip(label_ids, predicted_ids):
-            keep = row_labels != -100
-            truth.append([tag_names[i] for i in row_labels[keep]])
-            predicted.append([tag_names[i] for i in row_predictions[keep]])
+        if len(label_ids) != len(scored.sentence_of_row):
+            raise ValueError(f"{len(label_ids)} predicted rows for a split of {len(scored.sentence_of_row)}")
+        truth = scored.tags
+        predicted = [[OUTSIDE] * len(row) for row in truth]
+        for row, (row_labels, row_predictions) in enumerate(zip(label_ids, predicted_ids)):
+            positions = np.flatnonzero(row_labels != -100)
+            words = scored.words_of_row[row]
+            sentence = scored.sentence_of_row[row]
+            if [tag_names[i] for i in row_labels[positions]] != [truth[sentence][w] for w in words]:
+                raise ValueError(f"evaluation row {row} does not hold the tags of sentence {sentence}'s words "
+                                 f"{words}: the rows came back in another order than the split's")
+            for position, word in zip(positions, words):
+                predicted[sentence][word] = tag_names[row_predictions[position]]
         all_outside = [[OUTSIDE] * len(row) for row in truth]
         return {
             "precision": precision_score(truth, predicted, zero_division=0),
@@ -214,6 +305,7 @@ def make_compute_metrics(tag_names: list[str]):
             "accuracy": accuracy_score(truth, predicted),
             "all_o_baseline_f1": f1_score(truth, all_outside, zero_division=0),
             "all_o_baseline_accuracy": accuracy_score(truth, all_outside),
+            "words": sum(len(row) for row in truth),
         }
 
     return compute_metrics
@@ -287,8 +379,17 @@ def run(argv: list[str] | None = None) -> dict:
         raise ConfigError(f"the tokenizer of {model_args.model_name_or_path} is not a fast tokenizer: words cannot be mapped to word pieces")
     model = build_model(model_args, tokenizer, tag_names)
     check_sequence_length(data_args.max_seq_length, model.config.max_position_embeddings)
-    encoded = align_tags(splits, tokenizer, tag_names, data_args)
-    logger.info("%d training and %d evaluation sentences; tags: %s", len(encoded["train"]), len(encoded["validation"]), tag_names)
+    samples = select_samples(splits, data_args)
+    encoded = align_tags(samples, tokenizer, tag_names, data_args)
+    scored = {name: ScoredWords.of(encoded[name], samples[name]) for name in encoded}
+    encoded = encoded.remove_columns([SENTENCE, WORDS])
+    for name in encoded:
+        logger.info("%s: %d sentences in %d windows of at most %d pieces", name, len(samples[name]), len(encoded[name]),
+                    data_args.max_seq_length)
+        if scored[name].words_without_pieces():
+            logger.warning("%s: %d word(s) have no word piece (the tokenizer drops all their characters): scored as "
+                           "predicted O", name, scored[name].words_without_pieces())
+    logger.info("tags: %s", tag_names)
 
     trainer = GuardedTrainer(
         on_nonfinite_loss=run_args.on_nonfinite_loss,
@@ -299,7 +400,7 @@ def run(argv: list[str] | None = None) -> dict:
         eval_dataset=encoded["validation"],
         data_collator=DataCollatorForTokenClassification(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=make_compute_metrics(tag_names),
+        compute_metrics=make_compute_metrics(tag_names, scored["validation"]),
     )
     train_result = train_and_report_io_errors(trainer, checkpoint)
     output_dir = Path(training_args.output_dir)
@@ -309,6 +410,7 @@ def run(argv: list[str] | None = None) -> dict:
         **{k: v for k, v in trainer.evaluate().items() if k.startswith("eval_")},
     }
     if "test" in encoded:
+        trainer.compute_metrics = make_compute_metrics(tag_names, scored["test"])
         results.update({k: v for k, v in trainer.evaluate(encoded["test"], metric_key_prefix="test").items() if k.startswith("test_")})
     results.update({
         "steps": trainer.state.global_step,

@@ -4,13 +4,27 @@ all-O line, a model that learns, and bad input named before anything trains."""
 import json
 import random
 
+import numpy as np
 import pytest
 from huggingface_hub import ModelCard
+from seqeval.metrics.sequence_labeling import get_entities
+from transformers import AutoTokenizer, EvalPrediction
 
 import scratchbert
 from scratchbert import ScratchBertForPreTraining
 from scratchbert.cli import ConfigError
-from scratchbert.token_classification import DataArguments, DataError, align_tags, load_splits, main, read_conll, run, tag_names_of
+from scratchbert.token_classification import (
+    DataArguments,
+    DataError,
+    ScoredWords,
+    align_tags,
+    load_splits,
+    main,
+    make_compute_metrics,
+    read_conll,
+    run,
+    tag_names_of,
+)
 from conftest import SHARED_DATA, requires_shared_data, tiny_config
 
 PEOPLE, PLACES = ["alice", "bob", "carol", "dave"], ["paris", "rome", "oslo", "lima"]
@@ -60,6 +74,13 @@ def test_conll_files_are_read_as_released(tmp_path):
     assert sentences["tags"] == [["I-ORG", "O"], ["I-PER"], ["I-LOC"]]
 
 
+def test_a_byte_order_mark_is_not_read_as_a_word(tmp_path):
+    path = tmp_path / "bom.conll"
+    path.write_text("\ufeff-DOCSTART- -X- O O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n", encoding="utf-8")
+    sentences = read_conll(path)
+    assert sentences["tokens"] == [["EU", "rejects"]] and sentences["tags"] == [["I-ORG", "O"]]
+
+
 def test_bad_conll_input_is_named(tmp_path):
     path = tmp_path / "bad.conll"
     path.write_text("EU I-ORG\nrejects\n")
@@ -104,11 +125,78 @@ def test_each_words_tag_goes_to_its_first_word_piece(tmp_path, ner_data, tokeniz
     assert encoded["labels"] == expected
 
 
+def long_sentences(tmp_path):
+    """Two sentences of 30 words (many of two pieces: "went" is w ##ent), a person at the very end of the first."""
+    rng = random.Random(3)
+    sentences = []
+    for _ in range(2):
+        words = [rng.choice(FILLER + PLACES) for _ in range(29)] + [rng.choice(PEOPLE)]
+        sentences.append([(w, "I-PER" if w in PEOPLE else "I-LOC" if w in PLACES else "O") for w in words])
+    sentences.append([("alice", "I-PER"), ("went", "O")])  # and a short one
+    path = tmp_path / "long.txt"
+    path.write_text("\n".join("".join(f"{w} NN I-NP {t}\n" for w, t in rows) for rows in sentences))
+    return path, sentences
+
+
+@pytest.mark.parametrize("stride", ["0", "3", "6"])
+def test_long_sentences_are_windowed_and_every_word_labelled_once(tmp_path, ner_data, stride):
+    # Truncated at max_seq_length, the words past it (and the person at the end) would vanish from the scores.
+    path, sentences = long_sentences(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(ner_data / "checkpoint")
+    data_args = DataArguments(train_file=str(path), validation_file=str(path), max_seq_length=16, stride=int(stride))
+    splits = load_splits(data_args)
+    names = tag_names_of(splits)
+    encoded = align_tags(splits, tokenizer, names, data_args)["validation"]
+    assert len(encoded) > len(sentences) and max(len(ids) for ids in encoded["input_ids"]) <= 16
+    labelled = {}
+    for sentence, words, labels in zip(encoded["sentence"], encoded["words"], encoded["labels"]):
+        kept = [label for label in labels if label != -100]
+        assert len(kept) == len(words)
+        for word, label in zip(words, kept):
+            assert (sentence, word) not in labelled  # once, in one window only
+            labelled[sentence, word] = names[label]
+    assert labelled == {(s, w): tag for s, rows in enumerate(sentences) for w, (_, tag) in enumerate(rows)}
+
+
+def test_windows_are_merged_back_and_every_word_is_scored(tmp_path, ner_data):
+    path, sentences = long_sentences(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(ner_data / "checkpoint")
+    data_args = DataArguments(train_file=str(path), validation_file=str(path), max_seq_length=16)
+    splits = load_splits(data_args)
+    names = tag_names_of(splits)
+    encoded = align_tags(splits, tokenizer, names, data_args)["validation"]
+    scored = ScoredWords.of(encoded, splits["validation"])
+    width = max(len(ids) for ids in encoded["input_ids"])
+    labels = np.array([row + [-100] * (width - len(row)) for row in encoded["labels"]])
+    perfect = np.eye(len(names))[np.where(labels == -100, 0, labels)]  # one-hot: the right tag on every piece
+    metrics = make_compute_metrics(names, scored)(EvalPrediction(predictions=perfect, label_ids=labels))
+    assert metrics["words"] == sum(len(rows) for rows in sentences) == 62
+    assert metrics["f1"] == 1.0 and metrics["recall"] == 1.0
+
+    # Miss the person at the end of the first sentence (in its last window): recall counts it as missed.
+    last_row = max(i for i, s in enumerate(encoded["sentence"]) if s == 0)
+    position = int(np.flatnonzero(labels[last_row] != -100)[-1])
+    perfect[last_row, position] = np.eye(len(names))[names.index("O")]
+    entities = len(get_entities([[tag for _, tag in rows] for rows in sentences]))
+    metrics = make_compute_metrics(names, scored)(EvalPrediction(predictions=perfect, label_ids=labels))
+    assert metrics["recall"] == pytest.approx((entities - 1) / entities)
+
+
+def test_a_stride_that_leaves_no_room_is_refused(tmp_path, ner_data):
+    path, _ = long_sentences(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(ner_data / "checkpoint")
+    data_args = DataArguments(train_file=str(path), validation_file=str(path), max_seq_length=16, stride=14)
+    splits = load_splits(data_args)
+    with pytest.raises(ConfigError, match="stride=14 must be below the 14 word pieces"):
+        align_tags(splits, tokenizer, tag_names_of(splits), data_args)
+
+
 @pytest.mark.slow
 def test_tagging_is_learnt_and_scored_beside_the_all_o_line(tmp_path, ner_data):
     out, results = tag(tmp_path, ner_data)
     assert results["eval_f1"] > 0.9 and results["eval_all_o_baseline_f1"] == 0.0
     assert results["eval_all_o_baseline_accuracy"] == pytest.approx(4 / 6)  # four O words of six in every sentence
+    assert results["eval_words"] == 40 * 6
     assert results["tags"] == ["O", "I-LOC", "I-PER"]
     assert json.loads((tmp_path / "r.json").read_text())["eval_f1"] == pytest.approx(results["eval_f1"])
     data = ModelCard.load(out / "README.md").data.to_dict()
@@ -125,8 +213,10 @@ def test_tagging_is_learnt_and_scored_beside_the_all_o_line(tmp_path, ner_data):
 
 @pytest.mark.slow
 def test_random_init_keeps_the_architecture_and_tokenizer(tmp_path, ner_data):
-    out, results = tag(tmp_path, ner_data, "--random_init", "true", "--num_train_epochs", "1")
+    # Windows of 8 pieces (6 words): most sentences are longer, and every word of them is still scored.
+    out, results = tag(tmp_path, ner_data, "--random_init", "true", "--num_train_epochs", "1", "--max_seq_length", "8")
     assert results["random_init"] is True and (out / "tokenizer.json").is_file()
+    assert results["eval_words"] == 40 * 6
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "O", "1": "I-LOC", "2": "I-PER"}
 
 
