@@ -1,7 +1,11 @@
 """The README stays true: its Python example runs, the configs it and the docs name exist, and every link
 between them lands on a file and a heading that exist."""
 
+import os
 import re
+import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -42,7 +46,42 @@ def test_named_configs_and_scripts_exist():
     for page in PAGES:
         for path in set(re.findall(r"(?<![\w/])configs/[\w./-]+\.yaml", page.read_text())):
             assert (REPO_ROOT / path).is_file(), f"{page.name}: {path}"
-    for script in ("run_pretraining.py", "run_classification.py"):
+    for script in ("run_pretraining.py", "run_classification.py", "run_token_classification.py"):
         assert (REPO_ROOT / script).is_file()
-    ci = (REPO_ROOT / ".ci" / "run").read_text()
-    assert "torch==2.13.0" in ci and "python -m pytest" in ci and "python -m pytest" in README
+
+
+def quick_start_commands() -> list[str]:
+    block = re.search(r"## Quick start\n\n```bash\n(.*?)```", README, re.S).group(1)
+    return [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+
+
+def test_quick_start_is_two_commands_and_ci_runs_its_test_command():
+    assert quick_start_commands() == ["make run", "make test"]
+    ci = [line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()]
+    assert "make test" in ci  # CI proves the README's own test command from a clean clone
+    assert not any(line.startswith(("python -m pytest", "pip install")) for line in ci)  # no second way to set up
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("target, command", [("run", "run_pretraining.py"), ("test", "-m pytest")])
+def test_make_targets_set_up_once_then_run_offline(tmp_path, target, command):
+    """`make -n` in a copy of the project: a fresh one sets up (.venv, torch pinned first, the project), one whose
+    stamp is newer than setup.cfg and pyproject.toml only runs the command, offline, with the venv's Python."""
+    for name in ("Makefile", "setup.cfg", "pyproject.toml"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+
+    def dry_run():
+        done = subprocess.run(["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, check=True)
+        return done.stdout
+
+    fresh = dry_run()
+    steps = [fresh.index(s) for s in ("-m venv .venv", "import torch", "torch==2.13.0", '-e ".[dev]"', command)]
+    assert steps == sorted(steps)  # venv, then torch unless one imports, then the project, then the command
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").touch()
+    (tmp_path / ".venv" / ".scratchbert-installed").touch()
+    again = dry_run().strip().splitlines()
+    assert len(again) == 1 and command in again[0] and ".venv/bin/python" in again[0]
+    assert all(f"{v}=" in again[0] for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "WANDB_MODE"))
+    os.utime(tmp_path / "setup.cfg", (time.time() + 5, time.time() + 5))  # changed requirements: install again
+    assert '-e ".[dev]"' in dry_run() and "torch==2.13.0" in dry_run()
