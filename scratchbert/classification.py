@@ -184,8 +184,10 @@ def _read_local(path: str, split: str, cache_dir):
         raise DataError(f"cannot read {split} file {path}: {error}") from None
 
 
-def load_raw_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, str | None, str | None]:
-    """The splits (train, validation, maybe test) with their text columns; NSP pairs come pre-tokenized.
+def load_raw_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict | None, str | None, str | None, str]:
+    """The splits (train, validation, maybe test), their text columns, and the name of the split the model is
+    scored on (for the model card: `validation`, MNLI's `validation_matched`, or what was held out of train); NSP
+    pairs (None) come pre-tokenized, from held-out documents.
 
     Without a validation split, `validation_split_percentage` of train is held out by `eval_seed`, never by the
     training seed: a seed sweep scores every seed on the same dev rows, none of them another seed's training data."""
@@ -203,7 +205,8 @@ def load_raw_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, str
             raise DataError(f"cannot load GLUE task {task.name} from the Hub (nyu-mll/glue): {error}") from None
         data_args.label_column = "label"
         has_pair = "sentence2" in raw["train"].column_names
-        return raw, text_1 or "sentence1", text_2 if text_1 else ("sentence2" if has_pair else None)
+        dev = "validation_matched" if task.name == "mnli" else "validation"  # the Hub's split names (dev.tsv locally)
+        return raw, text_1 or "sentence1", text_2 if text_1 else ("sentence2" if has_pair else None), dev
     if data_args.dataset_name:
         try:
             raw = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=data_args.cache_dir)
@@ -220,13 +223,16 @@ def load_raw_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, str
         if data_args.test_file:
             splits["test"] = _read_local(data_args.test_file, "test", data_args.cache_dir)
     else:
-        return None, None, None  # NSP-style pairs: built after the tokenizer exists
+        return None, None, None, "held-out documents"  # NSP-style pairs: built after the tokenizer exists
     for name in ("train", "validation"):
         if name in splits:
             check_labels_present(splits[name], data_args.label_column, name)
     if "validation" not in splits:
         held_out = splits["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=data_args.eval_seed)
         splits["train"], splits["validation"] = held_out["train"], held_out["test"]
+        dev = f"train ({data_args.validation_split_percentage:g}% held out, eval_seed {data_args.eval_seed})"
+    else:
+        dev = "validation"
     if not text_1 and not text_2 and "sentence2" in splits["train"].column_names:
         text_2 = "sentence2"  # a sentence1, sentence2 file is a pair task: never train on sentence1 alone
         logger.info("Text columns: sentence1 and sentence2 (set text_column_1 / text_column_2 to choose others)")
@@ -239,7 +245,7 @@ def load_raw_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, str
                 f"{name} data has no column {', '.join(repr(m) for m in missing)}; its columns are "
                 f"{', '.join(split.column_names)} (set text_column_1 / text_column_2 / label_column)"
             )
-    return datasets.DatasetDict(splits), text_1, text_2
+    return datasets.DatasetDict(splits), text_1, text_2, dev
 
 
 def check_labels_present(split: datasets.Dataset, label_column: str, name: str):
@@ -609,27 +615,36 @@ def write_model_card(output_dir: Path, results: dict, model_args, data_args, con
     rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items())
     names = {"accuracy": "accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
              "pearsonr": "Pearson correlation", "spearmanr": "Spearman correlation"}
-    metrics = [
-        (metric, f"{label} (validation{', majority class: the baseline' if baseline else ''})", results[key])
-        for metric, label in names.items()
-        for baseline, key in ((False, f"eval_{metric}"), (True, f"eval_majority_baseline_{metric}"))
-        if isinstance(results.get(key), (int, float))
-    ]
+    split = results.get("eval_split") or "validation"
+    # The model-index holds the model's own scores only, each with its split; the baselines are in the table below.
+    metrics = [(metric, f"{label} (validation)", results[f"eval_{metric}"]) for metric, label in names.items()
+               if isinstance(results.get(f"eval_{metric}"), (int, float))]
+    if isinstance(results.get("eval_mismatched_accuracy"), (int, float)):  # MNLI's second dev set
+        metrics.append(("accuracy", "accuracy (validation_mismatched)", results["eval_mismatched_accuracy"], "validation_mismatched"))
+    baselines = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in results.items()
+                          if "_baseline_" in k and isinstance(v, (int, float)))
+    from_hub = bool(data_args.task_name and not data_args.glue_dir)
+    dataset_type = (
+        "nyu-mll/glue" if from_hub else "glue" if data_args.task_name else data_args.dataset_name
+        or (Path(data_args.train_file).suffix.lstrip(".").lower().replace("tsv", "csv").replace("jsonl", "json")
+            if data_args.train_file else "nsp-pairs")
+    )
+    dataset_config = (
+        data_args.task_name or data_args.dataset_config_name if data_args.task_name or data_args.dataset_name
+        else None if data_args.train_file else data_args.nsp_corpus or "offline"
+    )
     header = front_matter(
         model_name=output_dir.name, pipeline_tag="text-classification", tags=["scratchbert", "text-classification"],
-        task_type="text-classification", dataset_name=data.replace("`", ""),
-        dataset_type=("nyu-mll/glue" if data_args.task_name and not data_args.glue_dir else data_args.dataset_name
-                      or ("glue" if data_args.task_name else "csv" if data_args.train_file else "nsp-pairs")),
-        metrics=metrics,
-        datasets=["nyu-mll/glue"] if data_args.task_name and not data_args.glue_dir else
-        [data_args.dataset_name] if data_args.dataset_name else None,
+        task_type="text-classification", dataset_name=data.replace("`", ""), dataset_type=dataset_type,
+        dataset_config=dataset_config, dataset_split=split, metrics=metrics,
+        datasets=["nyu-mll/glue"] if from_hub else [data_args.dataset_name] if data_args.dataset_name else None,
         base_model=None if model_args.random_init else hub_id_or_none(model_args.model_name_or_path),
     )
     (output_dir / "README.md").write_text(header + f"""
 # ScratchBert fine-tuned on {data}
 
 Fine-tuned from {start} with ScratchBert's run_classification.py{f' (config `{config_path}`)' if config_path else ''},
-max sequence length {data_args.max_seq_length}.
+max sequence length {data_args.max_seq_length}. Scored on split `{split}`{f'; the trivial lines on it (not this model): {baselines}' if baselines else ''}.
 
 | metric | value |
 |---|---|
@@ -657,7 +672,7 @@ def run(argv: list[str] | None = None) -> dict:
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     transformers.set_seed(training_args.seed)
 
-    raw, text_1, text_2 = load_raw_splits(data_args)
+    raw, text_1, text_2, dev_split = load_raw_splits(data_args)
     # One tokenizer for the whole run: global rank 0 loads or trains it, every other rank loads its files.
     tokenizer = tokenizer_for_run(lambda: get_tokenizer(model_args, data_args, checkpoint))
     if raw is None:  # NSP-style pairs from a corpus
@@ -704,6 +719,7 @@ def run(argv: list[str] | None = None) -> dict:
         "model_class": f"{type(model).__module__}.{type(model).__name__}",
         "random_init": model_args.random_init or not model_args.model_name_or_path,
         "config": config_path,
+        "eval_split": dev_split,
     }
     results["diverged_reason"] = diverged(results, regression=label_names is None)
     results["diverged"] = results["diverged_reason"] is not None

@@ -252,7 +252,7 @@ def test_text_cells_that_look_missing_stay_text(tmp_path, suffix):
     train = tmp_path / f"train{suffix}"
     train.write_text(sep.join(("sentence1", "sentence2", "label")) + "\n"
                      + "\n".join(sep.join((w, f"{w} again", str(i % 2))) for i, w in enumerate(words)) + "\n")
-    raw, _, _ = load_raw_splits(DataArguments(train_file=str(train), validation_file=str(train)))
+    raw, _, _, _ = load_raw_splits(DataArguments(train_file=str(train), validation_file=str(train)))
     assert raw["train"]["sentence1"] == words and raw["train"]["sentence2"] == [f"{w} again" for w in words]
 
 
@@ -260,10 +260,10 @@ def test_sentence1_sentence2_files_train_on_both_sentences(tmp_path):
     from scratchbert.classification import DataArguments, load_raw_splits
 
     train = write_pairs(tmp_path / "train.csv", header=("sentence1", "sentence2", "label"))
-    _, text_1, text_2 = load_raw_splits(DataArguments(train_file=str(train)))
+    _, text_1, text_2, _ = load_raw_splits(DataArguments(train_file=str(train)))
     assert (text_1, text_2) == ("sentence1", "sentence2")  # it used to train on sentence1 alone
     single = write_pairs(tmp_path / "single.csv", rows=[(a, label) for a, _, label in PAIRS], header=("sentence1", "label"))
-    assert load_raw_splits(DataArguments(train_file=str(single)))[1:] == ("sentence1", None)
+    assert load_raw_splits(DataArguments(train_file=str(single)))[1:3] == ("sentence1", None)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -367,10 +367,32 @@ def test_model_card_front_matter_is_what_the_hub_reads(tmp_path, pretrained):
     assert data["library_name"] == "transformers" and data["license"] == "apache-2.0"
     assert data["pipeline_tag"] == "text-classification" and "scratchbert" in data["tags"]
     assert "base_model" not in data  # a local folder: the Hub takes ids only (the prose names it)
-    metrics = {m["name"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+    (result,) = data["model-index"][0]["results"]
+    metrics = {m["name"]: m["value"] for m in result["metrics"]}
     assert metrics["accuracy (validation)"] == pytest.approx(results["eval_accuracy"])
-    assert metrics["accuracy (validation, majority class: the baseline)"] == pytest.approx(results["eval_majority_baseline_accuracy"])
     assert "# ScratchBert fine-tuned on" in card.text
+    # Issue 36 item 8: only the model's own scores, each with its dataset and split; the baselines stay in the text.
+    assert set(metrics) == {"accuracy (validation)", "F1 (validation)"}
+    assert result["dataset"] == {"name": str(tmp_path / "train.csv"), "type": "csv",
+                                 "split": "train (10% held out, eval_seed 42)"}
+    assert results["eval_split"] == "train (10% held out, eval_seed 42)"
+    assert f"(not this model): majority_baseline_accuracy {results['eval_majority_baseline_accuracy']:.4g}" in card.text
+
+
+def test_a_glue_model_card_names_the_task_and_split_of_every_score(tmp_path, pretrained):
+    from huggingface_hub import ModelCard
+
+    glue_dir = write_glue_folder(tmp_path / "glue", folders=("MNLI",))
+    out, results = classify(tmp_path, "--task_name", "mnli", "--glue_dir", str(glue_dir), "--model_name_or_path", str(pretrained))
+    index = ModelCard.load(out / "README.md").data.to_dict()["model-index"][0]["results"]
+    by_split = {r["dataset"]["split"]: r for r in index}
+    assert set(by_split) == {"validation_matched", "validation_mismatched"}
+    for split, key in (("validation_matched", "eval_accuracy"), ("validation_mismatched", "eval_mismatched_accuracy")):
+        result = by_split[split]
+        assert result["dataset"]["type"] == "glue" and result["dataset"]["config"] == "mnli"
+        assert [m["type"] for m in result["metrics"]] == ["accuracy"]
+        assert result["metrics"][0]["value"] == pytest.approx(results[key])
+    assert not any("baseline" in m["name"] for r in index for m in r["metrics"])
 
 
 def test_a_constant_regression_scores_zero_and_counts_as_diverged():
