@@ -300,20 +300,20 @@ def main():
     # 1c. Replaced-token detection (objective: rtd) on the recipe as configured, against its MLM + NSP step: the
     # generator (a share of the width, its MLM head at masked positions only) and a head over every position.
     rtd_models = {}
-    for width in (0.25, 0.5):
+    for width, layers in ((0.25, None), (0.5, None), (0.25, 2)):  # layers None: as deep as the encoder (the default)
         rtd_config = scratchbert.ScratchBertConfig(**{**recipe_config.to_dict(), **RECIPE_OPTIONS, **RECIPE_TODAY_OPTIONS})
         rtd_config.pretraining_objective = "rtd"
-        rtd_config.rtd_generator = generator_config(rtd_config, width)
+        rtd_config.rtd_generator = generator_config(rtd_config, width, layers)
         rtd_config.rtd_loss_weight = 50.0
         model = ReplacedTokenDetectionModel(rtd_config).train()
-        rtd_models[width] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True))
+        name = f"generator width {width}" + (f", {layers} layers" if layers else "")
+        rtd_models[name] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True))
     rtd_rates = timed_alternation({
         "rt": lambda b: train_step(recipe_today, opt_rt, b, True),
-        **{f"rtd{w}": (lambda b, w=w: train_step(*rtd_models[w], b, True)) for w in rtd_models},
-    }, {name: recipe_batches for name in ("rt", "rtd0.25", "rtd0.5")}, args.rounds, args.steps)
-    for width in rtd_models:
-        row("recipe, objective rtd", f"generator width {width}: tokens/s vs MLM + NSP (bf16)",
-            rtd_rates[f"rtd{width}"], rtd_rates["rt"], "tokens/s")
+        **{name: (lambda b, name=name: train_step(*rtd_models[name], b, True)) for name in rtd_models},
+    }, {name: recipe_batches for name in ("rt", *rtd_models)}, args.rounds, args.steps)
+    for name in rtd_models:
+        row("recipe, objective rtd", f"{name}: tokens/s vs MLM + NSP (bf16)", rtd_rates[name], rtd_rates["rt"], "tokens/s")
     del recipe, recipe_today, bert_recipe, opt_r, opt_rt, opt_br, rtd_models
 
     # 3. Peak memory of a training step.

@@ -210,3 +210,16 @@ def test_rtd_under_torchrun_on_two_processes(tmp_path):
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["world_size"] == 2 and results["steps"] == 3 and "eval_rtd_auc" in results
     assert (tmp_path / "out" / "generator" / "model.safetensors").is_file()
+
+
+def test_sampling_draws_from_the_softmax():
+    from scratchbert.replaced_token_detection import sample_from_logits
+
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0, -30.0]]).repeat(40_000, 1)
+    draws = sample_from_logits(logits, torch.Generator().manual_seed(0))
+    shares = torch.bincount(draws, minlength=5).double() / len(draws)
+    # 40,000 draws: each share within 4 standard errors of its probability; never a token of probability ~1e-14.
+    probabilities = torch.softmax(logits[0].double(), -1)
+    assert ((shares - probabilities).abs() <= 4 * (probabilities * (1 - probabilities) / len(draws)).sqrt() + 1e-12).all()
+    assert draws.max() < 5 and shares[4] == 0
+    assert torch.equal(draws, sample_from_logits(logits, torch.Generator().manual_seed(0))), "a seeded draw repeats"
