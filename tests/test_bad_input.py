@@ -411,6 +411,15 @@ def case_ner_unseen_tag(tmp_path, capsys, tokenizer_dir):
     return ner_error(capsys, tmp_path, tokenizer_dir, "EU NNP I-NP I-ORG\nrejects VBZ I-VP O\n", "German JJ I-NP B-MISC\n")
 
 
+def case_problem_type_contradicts_data(tmp_path, capsys, tokenizer_dir):
+    folder = str(pretrained_folder(tmp_path, tokenizer_dir))
+    unknown = script_error(capsys, classification.main, tmp_path, "--model_name_or_path", folder, "--nsp_corpus", "synthetic",
+                           "--problem_type", "median")
+    assert "--problem_type/--problem-type: invalid choice: 'median'" in unknown
+    return script_error(capsys, classification.main, tmp_path, "--model_name_or_path", folder, "--nsp_corpus", "synthetic",
+                        "--problem_type", "regression")
+
+
 def case_rtd_from_checkpoint(tmp_path, capsys, tokenizer_dir):
     return script_error(capsys, pretraining.main, tmp_path, "--objective", "rtd",
                         "--model_name_or_path", str(pretrained_folder(tmp_path, tokenizer_dir)))

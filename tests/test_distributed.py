@@ -234,3 +234,75 @@ def test_streamed_mlm_only_pretraining_on_two_nodes(tmp_path):
     assert ranks[0]["tokenizer"] == ranks[1]["tokenizer"] and ranks[0]["weights"] == ranks[1]["weights"]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["world_size"] == 2 and results["steps"] == 6
+
+
+def fsdp_rtd_ranks(rank, world_size, out):
+    """Replaced-token detection under FSDP2 (fully_shard per ScratchBertLayer of both models, then the root, which
+    holds the shared embeddings), over gloo: train, evaluate, gather the full weights, export on rank 0."""
+    from pathlib import Path
+
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.fsdp import fully_shard
+
+    from scratchbert.modeling_scratchbert import ScratchBertLayer
+    from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel, rtd_predictions
+    from conftest import make_batch
+
+    dist.init_process_group("gloo")
+    config = rtd_tiny_config()
+    torch.manual_seed(0)
+    model = ReplacedTokenDetectionModel(config)
+    for module in model.modules():
+        if isinstance(module, ScratchBertLayer):
+            fully_shard(module)
+    fully_shard(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for step in range(3):
+        inputs = eval_inputs(make_batch(config, seed=10 * rank + step))
+        model(**inputs).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    probe = eval_inputs(make_batch(config, seed=99))
+    with torch.no_grad():
+        evaluated = rtd_predictions(model, probe, torch.Generator().manual_seed(5))
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank == 0:
+        ReplacedTokenDetectionModel(config).save_discriminator_and_generator(out, state_dict=state)
+        torch.save({"probe": probe, "evaluated": evaluated, "state": state}, Path(out) / "in_memory.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def rtd_tiny_config():
+    from scratchbert.replaced_token_detection import generator_config
+
+    config = tiny_config(hidden_size=64, num_attention_heads=2, intermediate_size=64, pretraining_objective="rtd")
+    config.rtd_generator, config.rtd_loss_weight = generator_config(config, 0.5), 50.0
+    return config
+
+
+@pytest.mark.slow
+def test_fsdp2_trains_and_exports_replaced_token_detection(tmp_path):
+    from scratchbert import ScratchBertForMaskedLM, ScratchBertForReplacedTokenDetection
+    from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel, rtd_predictions
+
+    run_on_ranks(fsdp_rtd_ranks, str(tmp_path))
+    saved = torch.load(tmp_path / "in_memory.pt")
+    # The gathered weights, in an unsharded pair, evaluate as the sharded one did.
+    model = ReplacedTokenDetectionModel(rtd_tiny_config())
+    missing, unexpected = model.load_state_dict(saved["state"], strict=False)
+    assert not unexpected and all(k.startswith("generator.") for k in missing)  # only the shared tensors' aliases
+    with torch.no_grad():
+        loss, outputs, _ = rtd_predictions(model.eval(), saved["probe"], torch.Generator().manual_seed(5))
+    torch.testing.assert_close(loss, saved["evaluated"][0], rtol=0, atol=1e-5)
+    for ours, theirs in zip(outputs, saved["evaluated"][1]):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    # The export: the discriminator and the generator hold those weights (the generator its shared embeddings too).
+    discriminator = ScratchBertForReplacedTokenDetection.from_pretrained(tmp_path)
+    generator = ScratchBertForMaskedLM.from_pretrained(tmp_path / "generator")
+    for name, tensor in discriminator.state_dict().items():
+        assert torch.equal(tensor, model.discriminator.state_dict()[name]), name
+    for name, tensor in generator.state_dict().items():
+        assert torch.equal(tensor, model.generator.state_dict()[name]), name
