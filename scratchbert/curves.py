@@ -33,7 +33,7 @@ def write_training_curves(log_history: list[dict], path: str | Path, title: str 
 
     tokens_counted = any("num_input_tokens_seen" in entry for entry in log_history)
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label, style in (("loss", "training loss (MLM + NSP)", "-"), ("eval_mlm_loss", "held-out MLM loss", "o-")):
+    for key, label, style in (("loss", "training loss (the objective's weighted sum)", "-"), ("eval_mlm_loss", "held-out MLM loss", "o-")):
         if points[key]:
             loss_axis.plot(*zip(*points[key]), style, label=label, markersize=3)
     loss_axis.set_ylabel("loss")

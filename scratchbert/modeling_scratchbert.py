@@ -792,7 +792,8 @@ class ScratchBertForReplacedTokenDetection(ScratchBertPreTrainedModel):
         loss = rtd_loss = nsp_loss = None
         if labels is not None:
             labelled = labels != -100
-            rtd_loss = F.binary_cross_entropy_with_logits(logits[labelled].float(), labels[labelled].float())
+            rtd_loss = F.binary_cross_entropy_with_logits(  # the mean over labelled tokens; 0, not NaN, for none
+                logits[labelled].float(), labels[labelled].float(), reduction="sum") / labelled.sum().clamp(min=1)
             loss = rtd_loss
         if next_sentence_label is not None:
             nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label.reshape(-1))

@@ -306,7 +306,19 @@ def fresh_model_config(model_args: ModelArguments, data_args: DataArguments, voc
         raise ConfigError(str(error)) from None
 
 
-def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments):
+def check_resumed_generator(config: ScratchBertConfig, checkpoint: str):
+    """A resumed rtd run rebuilds its pair from the options: refuse, by name, options that differ from the checkpoint's
+    (another generator would not load its weights; another loss weight would silently change the objective)."""
+    saved = json.loads((Path(checkpoint) / "config.json").read_text())
+    for name in ("rtd_generator", "rtd_loss_weight", "mlm_loss_weight", "nsp_loss_weight"):
+        if saved.get(name) != getattr(config, name):
+            raise ConfigError(
+                f"{checkpoint} was trained with {name}={saved.get(name)!r}, these options give {getattr(config, name)!r}: "
+                "resume with the options it was trained with"
+            )
+
+
+def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments, checkpoint: str | None = None):
     vocab_size = len(tokenizer)
     if model_args.model_name_or_path:
         try:
@@ -330,6 +342,8 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
         model.config.unpad_inputs = model_args.unpad_inputs
     elif model_args.objective == "rtd":
         config = fresh_model_config(model_args, data_args, vocab_size, tokenizer.pad_token_id)
+        if checkpoint is not None:
+            check_resumed_generator(config, checkpoint)
         model = ReplacedTokenDetectionModel._from_config(config, attn_implementation=model_args.attn_implementation)
     else:
         config = fresh_model_config(model_args, data_args, vocab_size, tokenizer.pad_token_id)
@@ -338,8 +352,7 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments)
     if data_args.mlm_only:
         # No NSP loss, so the pooler and NSP head would run without a gradient: DDP with
         # ddp_find_unused_parameters false fails on such parameters. Frozen, they stay as they are and are saved.
-        encoder = model.discriminator if model_args.objective == "rtd" else model
-        for module in (encoder.scratchbert.pooler, encoder.nsp_head):
+        for module in (model.scratchbert.pooler, model.nsp_head):
             module.requires_grad_(False)
     return model
 
@@ -440,11 +453,15 @@ class PretrainingTrainer(GuardedTrainer):
         final export with objective rtd is the discriminator, the generator in its generator/ subfolder."""
         if _internal_call or not self.is_rtd():
             return super().save_model(output_dir, _internal_call)
-        state_dict = self.accelerator.get_state_dict(self.model)  # every rank: FSDP and DeepSpeed gather together
+        output_dir = output_dir or self.args.output_dir
+        # Every rank: FSDP and DeepSpeed gather the full weights together (DeepSpeed from its engine, as the Trainer's
+        # own save_model does).
+        state_dict = self.accelerator.get_state_dict(self.model_wrapped if self.is_deepspeed_enabled else self.model)
         if self.args.should_save:
             self.accelerator.unwrap_model(self.model).save_discriminator_and_generator(
                 output_dir, state_dict, self.processing_class
             )
+            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
 
 def labelled_predictions(model, inputs: dict):
@@ -647,6 +664,12 @@ def write_model_card(output_dir: Path, results: dict, model_args, data_args, tra
         ) if isinstance(results.get(key), (int, float)) and math.isfinite(results[key])
     ]
     pipeline_tag = "feature-extraction" if rtd else "fill-mask"
+    load_class = "AutoModel" if rtd else "AutoModelForMaskedLM"
+    heads_note = (
+        "Every head but the masked-LM ones loads its encoder (`AutoModelForSequenceClassification`, "
+        "`AutoModelForTokenClassification`, ...; fill-mask: the generator, below)" if rtd else
+        "Any head loads from it (`AutoModelForSequenceClassification`, `AutoModelForPreTraining`, ...)"
+    )
     header = front_matter(
         model_name=output_dir.name, pipeline_tag=pipeline_tag,
         tags=["scratchbert", "bert", pipeline_tag] + (["electra"] if rtd else []),
@@ -681,13 +704,12 @@ with `eval_mlm_unigram_loss`, the loss of predicting word frequencies alone.
 The folder carries its own code, so it loads without ScratchBert installed:
 
 ```python
-from transformers import AutoModelForMaskedLM, AutoTokenizer
+from transformers import {load_class}, AutoTokenizer
 tokenizer = AutoTokenizer.from_pretrained("{output_dir.name}", trust_remote_code=True)
-model = AutoModelForMaskedLM.from_pretrained("{output_dir.name}", trust_remote_code=True)
+model = {load_class}.from_pretrained("{output_dir.name}", trust_remote_code=True)
 ```
 
-Any head loads from it (`AutoModelForSequenceClassification`, `AutoModelForPreTraining`, ...); with
-`import scratchbert` first, `trust_remote_code` is not needed.
+{heads_note}; with `import scratchbert` first, `trust_remote_code` is not needed.
 """
     if rtd:
         card += f"""
@@ -747,7 +769,7 @@ def run(argv: list[str] | None = None) -> dict:
     tokenizer, train_documents, eval_documents = load_documents_and_tokenizer(
         model_args, data_args, training_args, checkpoint
     )
-    model = build_model(model_args, tokenizer, data_args)  # before preprocessing: a bad model config fails fast
+    model = build_model(model_args, tokenizer, data_args, checkpoint)  # before preprocessing: a bad config fails fast
     train_dataset, eval_dataset = build_datasets(train_documents, eval_documents, tokenizer, data_args, training_args)
     trainer = build_trainer(model, tokenizer, train_dataset, eval_dataset, data_args, run_args, training_args)
     train_result = train_and_report_io_errors(trainer, checkpoint)

@@ -15,6 +15,10 @@ its width); ELECTRA's paper weighs the discriminator 50 and finds a generator 1/
 The discriminator is what a run saves as its checkpoint (every head loads its encoder); the generator is saved in
 the checkpoint's `generator/` subfolder, a plain ScratchBertForMaskedLM that answers fill-mask. This file is not
 copied into checkpoints: nothing needs it to load either model.
+
+The held-out replaced-token figures score the discriminator on text its own generator corrupted (seeded draws, so
+one checkpoint always scores alike): a stronger generator makes the task harder, so they compare runs only beside
+the generator's own figures.
 """
 
 import os
@@ -28,13 +32,10 @@ from .configuration_scratchbert import ScratchBertConfig
 from .modeling_scratchbert import (
     ScratchBertForMaskedLM,
     ScratchBertForReplacedTokenDetection,
-    ScratchBertPreTrainedModel,
     cross_entropy_sum,
     mean_loss,
 )
 
-# The generator's own fields in the training model's config (saved in checkpoints, so a resumed run rebuilds it).
-GENERATOR_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 HEAD_DIM = 64  # the generator keeps BERT's head width: hidden 64 -> 1 head, 128 -> 2
 
 
@@ -93,32 +94,39 @@ class ReplacedTokenDetectionOutput(ModelOutput):
     seq_relationship_logits: torch.Tensor | None = None  # [B, 2]
 
 
-class ReplacedTokenDetectionModel(ScratchBertPreTrainedModel):
-    """The generator and the discriminator, trained together. `config` is the discriminator's, with two more fields:
-    `rtd_generator` (the generator's sizes, from `generator_config`) and `rtd_loss_weight`."""
+class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
+    """The discriminator (this class's encoder and heads, ScratchBertForReplacedTokenDetection's) with its generator,
+    trained together. `config` is the discriminator's, with two more fields: `rtd_generator` (the generator's sizes,
+    from `generator_config`) and `rtd_loss_weight`.
 
-    base_model_prefix = "discriminator"
+    A checkpoint of it (`checkpoint-N/`) keeps the discriminator's weight names, so every head loads its encoder from
+    there too; the generator's weights sit beside them under `generator.`.
+    """
+
     # The generator's embeddings ARE the discriminator's (one module) and its decoder is tied to them: listed so that
-    # save_pretrained stores each shared tensor once, under the discriminator's name.
+    # save_pretrained stores each shared tensor once, under the discriminator's name ...
     _tied_weights_keys = {
-        **{f"generator.scratchbert.embeddings.{name}": f"discriminator.scratchbert.embeddings.{name}" for name in (
+        **{f"generator.scratchbert.embeddings.{name}": f"scratchbert.embeddings.{name}" for name in (
             "word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight",
             "layer_norm.weight", "layer_norm.bias")},
-        "generator.mlm_head.decoder.weight": "discriminator.scratchbert.embeddings.word_embeddings.weight",
+        "generator.mlm_head.decoder.weight": "scratchbert.embeddings.word_embeddings.weight",
     }
-
     # ... and so absent from checkpoints: the Trainer's resume then re-ties them (tie_weights) instead of warning.
     _keys_to_ignore_on_save = list(_tied_weights_keys)
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
-        self.discriminator = ScratchBertForReplacedTokenDetection(config)
         self.generator = ScratchBertForMaskedLM(build_generator_config(config))
         self.share_embeddings()
         self.post_init()
 
+    def post_init(self):
+        # The discriminator's __init__ calls post_init before the generator exists; its tied keys need both.
+        if "generator" in self._modules:
+            super().post_init()
+
     def share_embeddings(self):
-        shared = self.discriminator.scratchbert.embeddings
+        shared = self.scratchbert.embeddings
         self.generator.scratchbert.embeddings = shared
         self.generator.mlm_head.decoder.weight = shared.word_embeddings.weight
 
@@ -158,7 +166,7 @@ class ReplacedTokenDetectionModel(ScratchBertPreTrainedModel):
 
         corrupted, replaced = self.replace_chosen(input_ids, labels, generator_logits, sampling_generator)
         rtd_labels = replaced if attention_mask is None else replaced.masked_fill(attention_mask == 0, -100)
-        out = self.discriminator(
+        out = super().forward(  # the discriminator
             corrupted, attention_mask, token_type_ids, labels=rtd_labels, next_sentence_label=next_sentence_label,
             return_dict=True,
         )
@@ -183,17 +191,16 @@ class ReplacedTokenDetectionModel(ScratchBertPreTrainedModel):
         generator in `output_dir/generator` (a whole ScratchBertForMaskedLM, the shared embeddings included), each
         with the tokenizer. `state_dict`: the training model's, gathered (FSDP, DeepSpeed); default its own."""
         state_dict = self.state_dict() if state_dict is None else state_dict
-        parts = {"discriminator": {}, "generator": {}}
-        for key, value in state_dict.items():
-            part, _, name = key.partition(".")
-            parts[part][name] = value
-        for name, value in parts["discriminator"].items():  # a gathered state dict may list a shared tensor once
+        discriminator = {k: v for k, v in state_dict.items() if not k.startswith("generator.")}
+        generator = {k.removeprefix("generator."): v for k, v in state_dict.items() if k.startswith("generator.")}
+        for name, value in discriminator.items():  # a gathered state dict may list a shared tensor once
             if name.startswith("scratchbert.embeddings."):
-                parts["generator"].setdefault(name, value)
-        parts["generator"].setdefault("mlm_head.decoder.weight", parts["discriminator"]["scratchbert.embeddings.word_embeddings.weight"])
+                generator.setdefault(name, value)
+        generator.setdefault("mlm_head.decoder.weight", discriminator["scratchbert.embeddings.word_embeddings.weight"])
         generator_dir = os.path.join(output_dir, "generator")
-        self.discriminator.save_pretrained(output_dir, state_dict=parts["discriminator"])
-        self.generator.save_pretrained(generator_dir, state_dict=parts["generator"])
+        # A plain discriminator saves its half: config.json names ScratchBertForReplacedTokenDetection, not this class.
+        ScratchBertForReplacedTokenDetection(self.config).save_pretrained(output_dir, state_dict=discriminator)
+        self.generator.save_pretrained(generator_dir, state_dict=generator)
         if tokenizer is not None:
             tokenizer.save_pretrained(output_dir)
             tokenizer.save_pretrained(generator_dir)

@@ -303,6 +303,6 @@ def test_fsdp2_trains_and_exports_replaced_token_detection(tmp_path):
     discriminator = ScratchBertForReplacedTokenDetection.from_pretrained(tmp_path)
     generator = ScratchBertForMaskedLM.from_pretrained(tmp_path / "generator")
     for name, tensor in discriminator.state_dict().items():
-        assert torch.equal(tensor, model.discriminator.state_dict()[name]), name
+        assert torch.equal(tensor, model.state_dict()[name]), name
     for name, tensor in generator.state_dict().items():
         assert torch.equal(tensor, model.generator.state_dict()[name]), name

@@ -55,13 +55,28 @@ def test_generator_is_a_share_of_the_discriminator_with_heads_of_64():
 
 def test_generator_shares_the_embeddings_and_projects_them_to_its_width():
     model = ReplacedTokenDetectionModel(rtd_config(width=0.25))
-    shared = model.discriminator.scratchbert.embeddings
+    shared = model.scratchbert.embeddings
     assert model.generator.scratchbert.embeddings is shared
     assert model.generator.mlm_head.decoder.weight is shared.word_embeddings.weight
     assert model.generator.config.hidden_size == 16 and model.generator.config.embedding_size == 64
     assert model.generator.scratchbert.embeddings_project.weight.shape == (16, 64)
     # BERT's layout is untouched: no projection where embeddings and layers are as wide
-    assert model.discriminator.scratchbert.embeddings_project is None
+    assert model.scratchbert.embeddings_project is None
+
+
+def test_a_training_checkpoint_loads_the_discriminators_encoder_into_any_head(tmp_path):
+    """checkpoint-N holds the training pair; its weights keep the discriminator's names, so a head loads the encoder
+    from it rather than starting from random weights."""
+    model = ReplacedTokenDetectionModel(rtd_config())
+    model.save_pretrained(tmp_path)
+    classifier, loading = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2, output_loading_info=True)
+    assert set(loading["missing_keys"]) == {"classifier.weight", "classifier.bias"}
+    for name, tensor in model.scratchbert.state_dict().items():
+        assert torch.equal(classifier.scratchbert.state_dict()[name], tensor), name
+    resumed = ReplacedTokenDetectionModel.from_pretrained(tmp_path)
+    assert resumed.generator.scratchbert.embeddings is resumed.scratchbert.embeddings
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
 
 
 def test_losses_labels_and_replacements():
@@ -88,7 +103,7 @@ def test_no_gradient_reaches_the_generator_through_the_sampling():
     model(**masked_batch(config)).loss.backward()
     generator_layers = [p.grad for p in model.generator.scratchbert.layers.parameters()]
     assert all(g is None or not g.any() for g in generator_layers)
-    assert model.discriminator.rtd_head.classifier.weight.grad.abs().sum() > 0
+    assert model.rtd_head.classifier.weight.grad.abs().sum() > 0
 
 
 def test_unpadded_pair_equals_the_padded_one():
@@ -180,6 +195,11 @@ def test_rtd_with_the_recipes_options_and_resume_to_the_same_weights(tmp_path):
         assert weights.keys() == expected.keys()
         for key in expected:
             assert torch.equal(weights[key], expected[key]), f"{part}: {key} differs after resume"
+    # Resumed with another generator (or loss weight), the run is refused by name, not half-loaded.
+    from scratchbert.cli import ConfigError
+
+    with pytest.raises(ConfigError, match="was trained with rtd_generator="):
+        pretrain_rtd(tmp_path, *options, "--generator_width", "0.25", "--resume_from_checkpoint", "latest", name="resumed")
 
 
 def fails(tmp_path, capsys, *args):
