@@ -79,13 +79,16 @@ def fine_tune(checkpoint: Path, out: Path, random_init: bool, args) -> dict:
 
 
 def row(label: str, pretraining: dict | None, scores: dict) -> dict:
+    """One side's figures. A task that diverged (a NaN, a constant regression) or collapsed onto one class is listed
+    under "diverged" and leaves the average out (None): its score is the trivial line's, not the model's."""
     task_scores = {name: 100 * float(scores[name][SCORE_KEYS[name]]) for name in TASKS}
+    diverged = sorted(name for name in TASKS if scores[name].get("diverged") or scores[name].get("eval_constant_predictions"))
     return {
         "side": label,
         **({k: pretraining[k] for k in PRETRAINING_FIGURES if k in pretraining} if pretraining else {}),
         **{f"{name}": round(v, 2) for name, v in task_scores.items()},
-        "average": round(sum(task_scores.values()) / len(TASKS), 2),
-        "diverged": sorted(name for name in TASKS if scores[name].get("eval_diverged") or scores[name].get("diverged")),
+        "average": None if diverged else round(sum(task_scores.values()) / len(TASKS), 2),
+        "diverged": diverged,
     }
 
 
