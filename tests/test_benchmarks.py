@@ -22,8 +22,8 @@ def test_benchmark_reports_every_figure(tmp_path):
     report = json.loads(out.read_text())
     figures = {(row["section"], row["figure"]) for row in report["rows"]}
     assert {section for section, _ in figures} == {
-        "pretraining", "recipe (ALiBi, bf16)", "recipe as configured", "recipe, unpadded", "memory", "model FLOP utilisation",
-        "pair fine-tuning", "pair inference",
+        "pretraining", "recipe (ALiBi, bf16)", "recipe as configured", "recipe, unpadded", "recipe, objective rtd", "memory",
+        "model FLOP utilisation", "pair fine-tuning", "pair inference",
     }
     for row in report["rows"]:
         assert row["scratchbert"] > 0 and row["transformers"] > 0
@@ -95,3 +95,26 @@ def test_trainer_against_bare_step_times_both_sides(tmp_path):
          *tiny, "--gradient_accumulation_steps", "2"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )
     assert refused.returncode == 2 and "cannot mirror gradient_accumulation_steps > 1" in refused.stderr
+
+
+def test_transfer_probe_reuses_a_random_side_only_for_the_same_architecture_and_leaves_collapsed_tasks_out(tmp_path):
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import transfer_probe
+    from conftest import tiny_config
+
+    def folder(name, vocab="[PAD]\nthe\n", **config):
+        path = tmp_path / name
+        tiny_config(**config).save_pretrained(path)
+        (path / "vocab.txt").write_text(vocab)
+        return path
+
+    base = transfer_probe.random_side_key(folder("a"))
+    assert transfer_probe.random_side_key(folder("b", pretraining_objective="rtd")) == base  # an rtd discriminator
+    assert transfer_probe.random_side_key(folder("c", num_hidden_layers=3)) != base
+    assert transfer_probe.random_side_key(folder("d", vocab="[PAD]\na\n")) != base  # another tokenizer
+
+    scores = {"stsb": {"eval_pearsonr": 0.3}, "sst2": {"eval_accuracy": 0.8}, "cola": {"eval_matthews_correlation": 0.1}}
+    assert transfer_probe.row("pretrained", None, scores)["average"] == 40.0
+    scores["cola"]["eval_constant_predictions"] = True
+    collapsed = transfer_probe.row("pretrained", None, scores)
+    assert collapsed["diverged"] == ["cola"] and collapsed["average"] is None
