@@ -47,7 +47,6 @@ from .replaced_token_detection import (
     build_generator_config,
     generator_config,
     replaced_token_metrics,
-    rtd_predictions,
 )
 from .corpus import CorpusError, load_documents
 from .curves import write_training_curves
@@ -479,16 +478,41 @@ def labelled_predictions(model, inputs: dict):
         token_type_ids=inputs.get("token_type_ids"), labels=labels, next_sentence_label=nsp_labels,
         sparse_logits=True, return_dict=True,
     )
+    outputs = (*masked_lm_outputs(output.prediction_logits, labels), inputs["input_ids"])
+    if nsp_labels is None:
+        return output.loss.detach(), outputs, labels
+    return output.loss.detach(), (*outputs, output.seq_relationship_logits.float()), (labels, nsp_labels)
+
+
+def masked_lm_outputs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, V] logits at the labelled positions -> (predictions [B, T] with -100 where unlabelled, per-position loss
+    [B, T], in fp32): what compute_pretraining_metrics reads."""
     chosen = labels != -100
-    logits = output.prediction_logits.float()  # [N, V]
+    logits = logits.float()
     predictions = torch.full_like(labels, -100)
     predictions[chosen] = logits.argmax(-1)
     per_position_loss = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     per_position_loss[chosen] = F.cross_entropy(logits, labels[chosen], reduction="none")
-    outputs = (predictions, per_position_loss, inputs["input_ids"])
-    if nsp_labels is None:
-        return output.loss.detach(), outputs, labels
-    return output.loss.detach(), (*outputs, output.seq_relationship_logits.float()), (labels, nsp_labels)
+    return predictions, per_position_loss
+
+
+def rtd_predictions(model, inputs: dict, sampling_generator: torch.Generator | None):
+    """labelled_predictions for replaced-token detection: one evaluation batch through the (possibly wrapped) training
+    pair as a whole, the generator's tokens drawn from `sampling_generator`. The same layout, the generator's MLM in
+    place of the model's, with two more outputs at the end: the discriminator's replaced-probability [B, T] and its
+    labels [B, T] (-100 at padding)."""
+    labels = inputs["labels"]  # [B, T]
+    nsp_labels = inputs.get("next_sentence_label")
+    output = model(
+        input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+        token_type_ids=inputs.get("token_type_ids"), labels=labels, next_sentence_label=nsp_labels,
+        sampling_generator=sampling_generator,
+    )
+    outputs = [*masked_lm_outputs(output.generator_logits, labels), inputs["input_ids"]]
+    if nsp_labels is not None:
+        outputs.append(output.seq_relationship_logits.float())
+    outputs += [torch.sigmoid(output.rtd_logits.float()), output.rtd_labels]
+    return output.loss.detach(), tuple(outputs), labels if nsp_labels is None else (labels, nsp_labels)
 
 
 def compute_pretraining_metrics(eval_prediction, mask_token_id: int) -> dict[str, float]:

@@ -25,7 +25,6 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
 from .configuration_scratchbert import ScratchBertConfig
@@ -207,33 +206,8 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Held-out evaluation
+# Held-out figures (the evaluation loop that feeds them: pretraining.rtd_predictions)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def rtd_predictions(model, inputs: dict, sampling_generator: torch.Generator | None):
-    """One evaluation batch through the (possibly wrapped) training model, called as a whole so that FSDP's and
-    DeepSpeed's hooks run. Returns (loss, outputs, labels) in the layout of pretraining.labelled_predictions, with
-    two more outputs at the end: the discriminator's replaced-probability [B, T] and its labels [B, T] (-100 at padding).
-    """
-    labels = inputs["labels"]  # [B, T]
-    nsp_labels = inputs.get("next_sentence_label")
-    output = model(
-        input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-        token_type_ids=inputs.get("token_type_ids"), labels=labels, next_sentence_label=nsp_labels,
-        sampling_generator=sampling_generator,
-    )
-    chosen = labels != -100
-    logits = output.generator_logits.float()  # [N, V]
-    predictions = torch.full_like(labels, -100)
-    predictions[chosen] = logits.argmax(-1)
-    per_position_loss = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
-    per_position_loss[chosen] = F.cross_entropy(logits, labels[chosen], reduction="none")
-    outputs = [predictions, per_position_loss, inputs["input_ids"]]
-    if nsp_labels is not None:
-        outputs.append(output.seq_relationship_logits.float())
-    outputs += [torch.sigmoid(output.rtd_logits.float()), output.rtd_labels]
-    return output.loss.detach(), tuple(outputs), labels if nsp_labels is None else (labels, nsp_labels)
 
 
 def replaced_token_metrics(probabilities, labels) -> dict[str, float]:

@@ -246,7 +246,8 @@ def fsdp_rtd_ranks(rank, world_size, out):
     from torch.distributed.fsdp import fully_shard
 
     from scratchbert.modeling_scratchbert import ScratchBertLayer
-    from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel, rtd_predictions
+    from scratchbert.pretraining import rtd_predictions
+    from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel
     from conftest import make_batch
 
     dist.init_process_group("gloo")
@@ -286,7 +287,8 @@ def rtd_tiny_config():
 @pytest.mark.slow
 def test_fsdp2_trains_and_exports_replaced_token_detection(tmp_path):
     from scratchbert import ScratchBertForMaskedLM, ScratchBertForReplacedTokenDetection
-    from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel, rtd_predictions
+    from scratchbert.pretraining import rtd_predictions
+    from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel
 
     run_on_ranks(fsdp_rtd_ranks, str(tmp_path))
     saved = torch.load(tmp_path / "in_memory.pt")

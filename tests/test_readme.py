@@ -71,7 +71,10 @@ def test_make_targets_set_up_once_then_run_offline(tmp_path, target, command):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
 
     def dry_run():
-        done = subprocess.run(["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, check=True)
+        # As a top-level make: under `make test` (CI) the outer make's MAKELEVEL would add "Entering directory" lines.
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+        done = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=tmp_path, capture_output=True,
+                              text=True, check=True, env=env)
         return done.stdout
 
     fresh = dry_run()
