@@ -243,3 +243,24 @@ def test_sampling_draws_from_the_softmax():
     assert ((shares - probabilities).abs() <= 4 * (probabilities * (1 - probabilities) / len(draws)).sqrt() + 1e-12).all()
     assert draws.max() < 5 and shares[4] == 0
     assert torch.equal(draws, sample_from_logits(logits, torch.Generator().manual_seed(0))), "a seeded draw repeats"
+
+
+def test_every_head_but_the_masked_lm_ones_loads_the_exported_discriminators_encoder(tmp_path):
+    from scratchbert.modeling_scratchbert import AUTO_CLASSES
+    import transformers
+
+    model = ReplacedTokenDetectionModel(rtd_config())
+    model.save_discriminator_and_generator(tmp_path)
+    for auto_name in AUTO_CLASSES:
+        auto_class = getattr(transformers, auto_name)
+        if auto_name in ("AutoModelForMaskedLM", "AutoModelForPreTraining"):
+            with pytest.raises(ValueError, match="generator/ subfolder"):
+                auto_class.from_pretrained(tmp_path)
+            continue
+        head = auto_class.from_pretrained(tmp_path)
+        encoder = head if auto_name == "AutoModel" else head.scratchbert
+        for name, tensor in encoder.state_dict().items():
+            assert torch.equal(tensor, model.scratchbert.state_dict()[name]), (auto_name, name)
+    generator = AutoModelForMaskedLM.from_pretrained(tmp_path / "generator")
+    for name, tensor in generator.state_dict().items():
+        assert torch.equal(tensor, model.generator.state_dict()[name]), name
