@@ -153,16 +153,25 @@ def eval_inputs(batch):
     return {**batch, "labels": labels, "next_sentence_label": torch.tensor([0, 1, 0])}
 
 
+def shard_as_accelerate_does(model):
+    """FSDP2 as accelerate applies it: fully_shard each ScratchBertLayer (fsdp.yaml's wrap class), then the root."""
+    from torch.distributed.fsdp import fully_shard
+
+    from scratchbert.modeling_scratchbert import ScratchBertLayer
+
+    for module in model.modules():
+        if isinstance(module, ScratchBertLayer):
+            fully_shard(module)
+    fully_shard(model)
+
+
 def fsdp_ranks(rank, world_size, out):
     """FSDP2 as accelerate applies it (fully_shard per ScratchBertLayer, then the root), over gloo on the CPU."""
     from pathlib import Path
 
     import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-    from torch.distributed.fsdp import fully_shard
-
     from scratchbert import ScratchBertForPreTraining
-    from scratchbert.modeling_scratchbert import ScratchBertLayer
     from scratchbert.pretraining import labelled_predictions
     from conftest import make_batch
 
@@ -170,10 +179,7 @@ def fsdp_ranks(rank, world_size, out):
     config = tiny_config()
     torch.manual_seed(0)
     model = ScratchBertForPreTraining(config)
-    for module in model.modules():
-        if isinstance(module, ScratchBertLayer):
-            fully_shard(module)
-    fully_shard(model)
+    shard_as_accelerate_does(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for step in range(3):
         batch = make_batch(config, seed=10 * rank + step)
@@ -243,9 +249,6 @@ def fsdp_rtd_ranks(rank, world_size, out):
 
     import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-    from torch.distributed.fsdp import fully_shard
-
-    from scratchbert.modeling_scratchbert import ScratchBertLayer
     from scratchbert.pretraining import rtd_predictions
     from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel
     from conftest import make_batch
@@ -254,10 +257,7 @@ def fsdp_rtd_ranks(rank, world_size, out):
     config = rtd_tiny_config()
     torch.manual_seed(0)
     model = ReplacedTokenDetectionModel(config)
-    for module in model.modules():
-        if isinstance(module, ScratchBertLayer):
-            fully_shard(module)
-    fully_shard(model)
+    shard_as_accelerate_does(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for step in range(3):
         inputs = eval_inputs(make_batch(config, seed=10 * rank + step))
