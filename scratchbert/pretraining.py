@@ -40,6 +40,7 @@ from .runs import (
     tokenizer_for_run,
     train_and_report_io_errors,
     training_progress,
+    unused_folder,
 )
 from .configuration_scratchbert import ScratchBertConfig
 from .replaced_token_detection import (
@@ -427,6 +428,35 @@ class PretrainingTrainer(GuardedTrainer):
             batches = [thin_masks(batch, rate) for batch in batches]
         return batches, self._get_num_items_in_batch(batches, device)
 
+    # The objective's terms, logged beside the weighted sum ("loss") so a run shows which one learns: the MLM loss (rtd:
+    # the generator's), the replaced-token loss and the pair loss, each before its weight.
+    LOGGED_TERMS = ("mlm_loss", "rtd_loss", "nsp_loss")
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            # Each micro-batch's term is its share of the step's mean over the labelled tokens the Trainer counted:
+            # over the accumulated micro-batches they add up (and, with tokens counted across processes, the Trainer
+            # scales by the number of processes: so do we). Without that count, each is a micro-batch's own mean.
+            if num_items_in_batch is None:
+                scale = 1 / self.args.gradient_accumulation_steps
+            else:
+                scale = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
+            sums = self.__dict__.setdefault("_term_sums", {})
+            for name in self.LOGGED_TERMS:
+                term = getattr(outputs, name, None)
+                if term is not None:
+                    sums[name] = sums.get(name, 0.0) + term.detach().float() * scale
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs):
+        sums = self.__dict__.get("_term_sums")
+        if sums and "loss" in logs:  # a training log: each term's mean over the steps since the last one (this process's)
+            steps = max(self.state.global_step - self.__dict__.get("_terms_logged_at", 0), 1)
+            logs = {**logs, **{name: round(total.item() / steps, 4) for name, total in sums.items()}}
+            self._term_sums, self._terms_logged_at = {}, self.state.global_step
+        return super().log(logs, *args, **kwargs)
+
     def is_rtd(self) -> bool:
         return isinstance(self.accelerator.unwrap_model(self.model), ReplacedTokenDetectionModel)
 
@@ -461,6 +491,17 @@ class PretrainingTrainer(GuardedTrainer):
                 output_dir, state_dict, self.processing_class
             )
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+
+def set_aside_stale_generator(output_dir: Path):
+    """An MLM export lands where an earlier rtd run left its `generator/` (overwritten with delete_old_checkpoints, whose
+    final files stay for the new run to replace): no new run replaces that folder, and beside an MLM it would pass for
+    this model's generator. Moved into `superseded-<UTC time>/`, never deleted."""
+    stale = output_dir / "generator"
+    if stale.is_dir():
+        keep = unused_folder(output_dir / time.strftime("superseded-%Y%m%d-%H%M%S", time.gmtime()))
+        os.replace(stale, keep / stale.name)
+        logger.warning("%s was an earlier rtd run's generator, not this model's: moved to %s", stale, keep)
 
 
 def labelled_predictions(model, inputs: dict):
@@ -799,6 +840,8 @@ def run(argv: list[str] | None = None) -> dict:
     train_result = train_and_report_io_errors(trainer, checkpoint)
     output_dir = Path(training_args.output_dir)
     # Saved before the final evaluation: no evaluation failure can lose the trained model.
+    if model_args.objective != "rtd" and training_args.should_save:
+        set_aside_stale_generator(output_dir)
     save_final_model(trainer, output_dir)  # model.save_pretrained (with remote code) + tokenizer
     eval_metrics = trainer.evaluate()
     runtime = train_result.metrics.get("train_runtime") or 1e-9

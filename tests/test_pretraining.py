@@ -68,6 +68,12 @@ def test_offline_default_few_steps_exports_a_loadable_folder(tmp_path):
     model = AutoModelForPreTraining.from_pretrained(output_dir)
     assert model.config.vocab_size == len(tokenizer) and tokenizer.model_max_length == 64
     assert (output_dir / "checkpoint-2").is_dir()
+    # The training log names the two terms beside their sum.
+    logs = [e for e in json.loads((output_dir / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+            if "loss" in e]
+    assert len(logs) == 2
+    for entry in logs:
+        assert entry["loss"] == pytest.approx(entry["mlm_loss"] + entry["nsp_loss"], abs=2e-3)
 
 
 @pytest.mark.slow

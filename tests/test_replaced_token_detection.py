@@ -147,6 +147,12 @@ def test_a_run_saves_the_discriminator_and_its_generator_and_both_load(tmp_path)
     assert config["auto_map"]["AutoModel"] == "modeling_scratchbert.ScratchBertModel"
     weights = load_file(output_dir / "model.safetensors")
     assert not any(k.startswith("generator") for k in weights) and "rtd_head.classifier.weight" in weights
+    # The training log names each term beside their weighted sum: generator MLM + 50 x replaced-token + NSP.
+    logs = [e for e in json.loads((output_dir / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+            if "loss" in e]
+    assert len(logs) == 2
+    for entry in logs:
+        assert entry["loss"] == pytest.approx(entry["mlm_loss"] + 50 * entry["rtd_loss"] + entry["nsp_loss"], abs=2e-3)
 
     # Every head takes the discriminator's encoder, as from an MLM-trained checkpoint.
     discriminator = ScratchBertForReplacedTokenDetection.from_pretrained(output_dir)
@@ -264,3 +270,17 @@ def test_every_head_but_the_masked_lm_ones_loads_the_exported_discriminators_enc
     generator = AutoModelForMaskedLM.from_pretrained(tmp_path / "generator")
     for name, tensor in generator.state_dict().items():
         assert torch.equal(tensor, model.generator.state_dict()[name]), name
+
+
+@pytest.mark.slow
+def test_an_mlm_run_over_an_rtd_folder_sets_its_generator_aside(tmp_path):
+    # delete_old_checkpoints leaves the earlier run's final files for the new run to replace; an MLM run replaces no
+    # generator/, so the earlier one is moved aside rather than left to pass for this model's.
+    output_dir, _ = pretrain_rtd(tmp_path, "--max_steps", "1", "--eval_strategy", "no")
+    earlier = (output_dir / "generator" / "model.safetensors").read_bytes()
+    run(["--output_dir", str(output_dir), *TINY, "--corpus", "synthetic", "--synthetic_documents", "60", "--max_steps",
+         "1", "--eval_strategy", "no", "--overwrite_output_dir", "true", "--delete_old_checkpoints", "true"])
+    assert not (output_dir / "generator").exists()
+    assert json.loads((output_dir / "config.json").read_text())["architectures"] == ["ScratchBertForPreTraining"]
+    kept = list(output_dir.glob("superseded-*/generator/model.safetensors"))
+    assert len(kept) == 1 and kept[0].read_bytes() == earlier
