@@ -327,6 +327,7 @@ def write_model_card(output_dir: Path, results: dict, model_args, data_args, con
         model_name=output_dir.name, pipeline_tag="token-classification", tags=["scratchbert", "token-classification", "ner"],
         task_type="token-classification", dataset_name=data.replace("`", ""),
         dataset_type=data_args.dataset_name or "conll", metrics=metrics,
+        dataset_config=data_args.dataset_config_name if data_args.dataset_name else None,
         datasets=[data_args.dataset_name] if data_args.dataset_name else None,
         base_model=None if model_args.random_init else hub_id_or_none(model_args.model_name_or_path),
     )
