@@ -271,11 +271,14 @@ def check_objective(model_args: ModelArguments):
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {model_args.objective!r}")
     if model_args.objective != "rtd":
         return
-    if model_args.model_name_or_path:
-        raise ConfigError(
-            "objective: rtd trains a generator and a discriminator together from fresh weights; model_name_or_path "
-            f"({model_args.model_name_or_path}) has no generator. To continue an rtd run, pass resume_from_checkpoint"
-        )
+    source = Path(model_args.model_name_or_path or "") / "config.json"
+    if model_args.model_name_or_path and source.is_file():
+        if json.loads(source.read_text()).get("pretraining_objective") == "rtd":
+            raise ConfigError(
+                f"model_name_or_path ({model_args.model_name_or_path}) is already an rtd discriminator, without the "
+                "generator it trained beside: to continue that run, pass resume_from_checkpoint (its checkpoint-N "
+                "folders hold both)"
+            )
     if not model_args.rtd_loss_weight > 0:
         raise ConfigError(f"rtd_loss_weight={model_args.rtd_loss_weight} must be positive: it is what rtd trains")
     if model_args.generator_layers is not None and model_args.generator_layers < 1:
@@ -340,6 +343,8 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments,
         if data_args.mlm_only:
             model.config.nsp_loss_weight = 0.0  # no NSP labels; recorded in the saved config
         model.config.unpad_inputs = model_args.unpad_inputs
+        if model_args.objective == "rtd":
+            model = discriminator_from_mlm(model, model_args, data_args)
     elif model_args.objective == "rtd":
         config = fresh_model_config(model_args, data_args, vocab_size, tokenizer.pad_token_id)
         if checkpoint is not None:
@@ -354,6 +359,35 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments,
         # ddp_find_unused_parameters false fails on such parameters. Frozen, they stay as they are and are saved.
         for module in (model.scratchbert.pooler, model.nsp_head):
             module.requires_grad_(False)
+    return model
+
+
+def discriminator_from_mlm(mlm, model_args: ModelArguments, data_args: DataArguments) -> ReplacedTokenDetectionModel:
+    """ELECTRA's two-stage training: replaced-token detection whose discriminator starts from an MLM-trained
+    checkpoint's encoder (and pair head), the replaced-token head and the generator fresh (the generator shares the
+    loaded embeddings). From scratch, the discriminator needs context before it can tell a sampled token from the
+    original, and a short run does not give it that (docs/pretraining-recipes.md, issue 35); an MLM stage does."""
+    try:
+        config = ScratchBertConfig(**{
+            **mlm.config.to_dict(),
+            "pretraining_objective": "rtd",
+            "mlm_loss_weight": model_args.mlm_loss_weight,  # the generator's, from now on
+            "nsp_loss_weight": 0.0 if data_args.mlm_only else model_args.nsp_loss_weight,
+        })
+        config.rtd_generator = generator_config(config, model_args.generator_width, model_args.generator_layers)
+        config.rtd_loss_weight = model_args.rtd_loss_weight
+        build_generator_config(config)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    model = ReplacedTokenDetectionModel._from_config(config, attn_implementation=model_args.attn_implementation)
+    encoder = {k: v for k, v in mlm.state_dict().items() if k.startswith(("scratchbert.", "nsp_head."))}
+    missing, unexpected = model.load_state_dict(encoder, strict=False)
+    # What stays fresh: the replaced-token head and the generator (its embeddings are the loaded ones, shared).
+    not_loaded = [k for k in missing if not k.startswith(("rtd_head.", "generator."))]
+    if not_loaded or unexpected:
+        raise ConfigError(f"{model_args.model_name_or_path}'s encoder does not fit a discriminator: missing "
+                          f"{not_loaded}, unexpected {unexpected}")
+    model.share_embeddings()
     return model
 
 
@@ -746,7 +780,7 @@ def write_model_card(output_dir: Path, results: dict, model_args, data_args, tra
     card = header + f"""
 # ScratchBert ({config['hidden_size']} hidden, {config['num_hidden_layers']} layers, {config['num_attention_heads']} heads)
 
-A BERT encoder pretrained from scratch with ScratchBert on {source},
+A BERT encoder pretrained {f"from `{model_args.model_name_or_path}`" if model_args.model_name_or_path else "from scratch"} with ScratchBert on {source},
 with {objective}: max sequence length {data_args.max_seq_length}, {results.get('steps')} steps of
 {training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps} sequences per device,
 learning rate {training_args.learning_rate}{f', config `{config_path}`' if config_path else ''}.

@@ -420,9 +420,11 @@ def case_problem_type_contradicts_data(tmp_path, capsys, tokenizer_dir):
                         "--problem_type", "regression")
 
 
-def case_rtd_from_checkpoint(tmp_path, capsys, tokenizer_dir):
-    return script_error(capsys, pretraining.main, tmp_path, "--objective", "rtd",
-                        "--model_name_or_path", str(pretrained_folder(tmp_path, tokenizer_dir)))
+def case_rtd_from_discriminator(tmp_path, capsys, tokenizer_dir):
+    folder = pretrained_folder(tmp_path, tokenizer_dir)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "pretraining_objective": "rtd"}))
+    return script_error(capsys, pretraining.main, tmp_path, "--objective", "rtd", "--model_name_or_path", str(folder))
 
 
 def case_rtd_options(tmp_path, capsys, tokenizer_dir):

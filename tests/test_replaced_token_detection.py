@@ -17,9 +17,9 @@ from transformers import (
     pipeline,
 )
 
-from scratchbert import ScratchBertForReplacedTokenDetection
+from scratchbert import ScratchBertForPreTraining, ScratchBertForReplacedTokenDetection
 from scratchbert.convert import convert_scratchbert_to_bert
-from scratchbert.pretraining import main, run
+from scratchbert.pretraining import DataArguments, ModelArguments, discriminator_from_mlm, main, run
 from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel, generator_config, replaced_token_metrics
 from conftest import REPO_ROOT, make_batch, tiny_config
 from test_pretraining import TINY
@@ -216,8 +216,10 @@ def fails(tmp_path, capsys, *args):
 
 def test_bad_rtd_options_are_refused_by_name_before_any_data_work(tmp_path, capsys):
     assert "objective must be one of mlm, rtd, got 'electra'" in fails(tmp_path, capsys, "--objective", "electra")
-    err = fails(tmp_path, capsys, "--objective", "rtd", "--model_name_or_path", str(tmp_path))
-    assert "has no generator" in err and "resume_from_checkpoint" in err
+    (tmp_path / "discriminator").mkdir()
+    (tmp_path / "discriminator" / "config.json").write_text(json.dumps({"pretraining_objective": "rtd"}))
+    err = fails(tmp_path, capsys, "--objective", "rtd", "--model_name_or_path", str(tmp_path / "discriminator"))
+    assert "is already an rtd discriminator" in err and "resume_from_checkpoint" in err
     assert "rtd_loss_weight=0.0 must be positive" in fails(tmp_path, capsys, "--objective", "rtd", "--rtd_loss_weight", "0")
     assert "generator_width=1.5" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_width", "1.5")
     err = fails(tmp_path, capsys, "--objective", "rtd", "--sparse_mlm_prediction", "false")
@@ -284,3 +286,32 @@ def test_an_mlm_run_over_an_rtd_folder_sets_its_generator_aside(tmp_path):
     assert json.loads((output_dir / "config.json").read_text())["architectures"] == ["ScratchBertForPreTraining"]
     kept = list(output_dir.glob("superseded-*/generator/model.safetensors"))
     assert len(kept) == 1 and kept[0].read_bytes() == earlier
+
+
+def test_a_discriminator_from_an_mlm_checkpoint_starts_from_its_encoder_and_pair_head():
+    mlm = ScratchBertForPreTraining(tiny_config(hidden_size=64, num_attention_heads=2, intermediate_size=128))
+    model_args = ModelArguments(objective="rtd", generator_width=0.5, rtd_loss_weight=20.0)
+    model = discriminator_from_mlm(mlm, model_args, DataArguments())
+    assert model.config.pretraining_objective == "rtd" and model.config.rtd_loss_weight == 20.0
+    assert model.config.rtd_generator["hidden_size"] == 32
+    loaded = model.state_dict()
+    for name, tensor in mlm.state_dict().items():
+        if name.startswith(("scratchbert.", "nsp_head.")):
+            assert torch.equal(loaded[name], tensor), name
+    # The generator is fresh but shares the loaded embeddings, one module.
+    assert model.generator.scratchbert.embeddings is model.scratchbert.embeddings
+    assert model.generator.mlm_head.decoder.weight is model.scratchbert.embeddings.word_embeddings.weight
+
+
+@pytest.mark.slow
+def test_two_stage_training_mlm_then_rtd_end_to_end(tmp_path):
+    mlm_dir = tmp_path / "mlm"
+    run(["--output_dir", str(mlm_dir), *TINY, "--corpus", "synthetic", "--synthetic_documents", "60",
+         "--hidden_size", "64", "--eval_strategy", "no"])
+    output_dir, results = pretrain_rtd(tmp_path, "--model_name_or_path", str(mlm_dir), "--hidden_size", "999",
+                                       name="two-stage")
+    assert results["steps"] == 3 and 0 <= results["eval_rtd_auc"] <= 1
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["hidden_size"] == 64 and config["pretraining_objective"] == "rtd"  # the checkpoint's shape wins
+    assert (output_dir / "generator" / "model.safetensors").is_file()
+    assert f"from `{mlm_dir}`" in (output_dir / "README.md").read_text()
