@@ -368,6 +368,14 @@ def test_overwrite_output_dir_keeps_the_earlier_runs_checkpoints(tmp_path):
     assert sorted(p.name for p in out.glob("checkpoint-*")) == sorted(earlier)  # the new run's own
 
 
+def test_the_logged_terms_add_up_to_the_loss_over_accumulated_micro_batches(tmp_path):
+    out, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40", "--eval_strategy", "no",
+                      "--max_steps", "2", "--gradient_accumulation_steps", "2", "--logging_steps", "2")
+    logs = [e for e in json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    assert len(logs) == 1 and logs[0]["mlm_loss"] > 1 and logs[0]["nsp_loss"] > 0.1
+    assert logs[0]["loss"] == pytest.approx(logs[0]["mlm_loss"] + logs[0]["nsp_loss"], abs=2e-3)
+
+
 def test_delete_old_checkpoints_deletes_only_when_asked(tmp_path):
     out, _ = pretrain(tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40", "--eval_strategy", "no",
                       "--max_steps", "2")
