@@ -9,7 +9,9 @@ pretraining runs in its own process with its time budget (`--max_train_minutes`)
 its final held-out figures come from its results.json. Then each task is fine-tuned once (seed 42, one learning rate,
 bf16, each task's GLUE hyperparameters from scratchbert.glue) from the checkpoint and from random weights of the
 same architecture and tokenizer: the same tuning budget on both sides. The random side depends only on the
-checkpoint's config and vocabulary, so it is run once per architecture and reused (outputs/probes/random-<key>).
+checkpoint's config and vocabulary and the fine-tuning settings, so it is run once per architecture and settings and
+reused (outputs/probes/random-<key>-<settings>); a probe's own fine-tuning sits in <name>/probe-<settings>. A rerun
+of a name reuses its pretraining, and refuses other pretraining flags than it ran with (probe_pretraining.json).
 
 SST-2 is a sample of its training set (`--max_train_samples`, 10,000 by default: STS-B's 5,749 and CoLA's 8,551
 are whole); every dev set is whole. Prints one row of figures per side and appends both to `--jsonl`
@@ -58,6 +60,20 @@ def random_side_key(checkpoint: Path) -> str:
         if (checkpoint / name).is_file():
             parts.append((checkpoint / name).read_text(encoding="utf-8"))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def fine_tuning_key(args) -> str:
+    """The fine-tuning settings in a folder name: a finished task is reused only under the settings it ran with."""
+    return f"lr{args.learning_rate:g}-seed{args.seed}-n{args.max_train_samples}"
+
+
+def check_reused_checkpoint(checkpoint: Path, recipe: dict):
+    """A probe's pretraining is reused by name: refuse, naming both, a rerun whose pretraining differs."""
+    saved = checkpoint / "probe_pretraining.json"
+    if saved.is_file() and json.loads(saved.read_text()) != recipe:
+        raise SystemExit(f"{checkpoint} was pretrained with {saved.read_text().strip()}, not {json.dumps(recipe)}: "
+                         "give this probe another --name")
+    saved.write_text(json.dumps(recipe) + "\n")
 
 
 def fine_tune(checkpoint: Path, out: Path, random_init: bool, args) -> dict:
@@ -119,21 +135,27 @@ def main(argv=None) -> int:
         *pretraining_flags,
     ]
     start = time.time()
+    recipe = {"config": args.config, "minutes": args.minutes, "flags": pretraining_flags}
     if not (checkpoint / "results.json").is_file():
         print("pretraining:", " ".join(command), flush=True)
         subprocess.run(command, check=True, cwd=REPO_ROOT, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    check_reused_checkpoint(checkpoint, recipe)
     pretraining = json.loads((checkpoint / "results.json").read_text())
     if args.pretrain_only:
         return 0
 
-    pretrained_scores = fine_tune(checkpoint, checkpoint / "probe", False, args)
-    random_dir = outputs / f"random-{random_side_key(checkpoint)}"
+    settings = fine_tuning_key(args)
+    pretrained_scores = fine_tune(checkpoint, checkpoint / f"probe-{settings}", False, args)
+    random_dir = outputs / f"random-{random_side_key(checkpoint)}-{settings}"
     random_scores = fine_tune(checkpoint, random_dir, True, args)
 
     rows = [row("pretrained", pretraining, pretrained_scores), row("random weights", None, random_scores)]
     record = {
         "name": args.name, "date": time.strftime("%Y-%m-%d %H:%M"), "minutes": args.minutes,
         "command": " ".join(["python benchmarks/transfer_probe.py", "--name", args.name, "--minutes", str(args.minutes),
+                             *(["--config", args.config] if args.config != parser.get_default("config") else []),
+                             *[f"--{k} {getattr(args, k)}" for k in ("learning_rate", "seed", "max_train_samples")
+                               if getattr(args, k) != parser.get_default(k)],
                              *(["--"] + pretraining_flags if pretraining_flags else [])]),
         "fine_tuning": {"learning_rate": args.learning_rate, "seed": args.seed, "max_train_samples": args.max_train_samples},
         "random_side": random_dir.name, "rows": rows, "wall_minutes": round((time.time() - start) / 60, 1),

@@ -1,5 +1,6 @@
 """The benchmark script runs end to end (at a tiny size) and reports every figure; no time is asserted."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -118,3 +119,13 @@ def test_transfer_probe_reuses_a_random_side_only_for_the_same_architecture_and_
     scores["cola"]["eval_constant_predictions"] = True
     collapsed = transfer_probe.row("pretrained", None, scores)
     assert collapsed["diverged"] == ["cola"] and collapsed["average"] is None
+
+    # Finished fine-tuning is reused only under the settings it ran with, and a name only for its own pretraining.
+    settings = transfer_probe.fine_tuning_key(argparse.Namespace(learning_rate=1e-4, seed=42, max_train_samples=10_000))
+    assert settings == "lr0.0001-seed42-n10000"
+    assert transfer_probe.fine_tuning_key(argparse.Namespace(learning_rate=1e-4, seed=43, max_train_samples=10_000)) != settings
+    recipe = {"config": "c.yaml", "minutes": 6.0, "flags": ["--objective", "rtd"]}
+    transfer_probe.check_reused_checkpoint(folder("e"), recipe)
+    transfer_probe.check_reused_checkpoint(tmp_path / "e", recipe)  # the same pretraining: reused
+    with pytest.raises(SystemExit, match="give this probe another --name"):
+        transfer_probe.check_reused_checkpoint(tmp_path / "e", {**recipe, "flags": []})
