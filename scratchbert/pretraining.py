@@ -39,8 +39,8 @@ from .runs import (
     setup_logging,
     tokenizer_for_run,
     train_and_report_io_errors,
+    superseded_folder,
     training_progress,
-    unused_folder,
 )
 from .configuration_scratchbert import ScratchBertConfig
 from .replaced_token_detection import (
@@ -271,9 +271,9 @@ def check_objective(model_args: ModelArguments):
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {model_args.objective!r}")
     if model_args.objective != "rtd":
         return
-    source = Path(model_args.model_name_or_path or "") / "config.json"
-    if model_args.model_name_or_path and source.is_file():
-        if json.loads(source.read_text()).get("pretraining_objective") == "rtd":
+    if model_args.model_name_or_path:
+        saved = Path(model_args.model_name_or_path) / "config.json"  # a local folder; a Hub id is checked on loading
+        if saved.is_file() and json.loads(saved.read_text()).get("pretraining_objective") == "rtd":
             raise ConfigError(
                 f"model_name_or_path ({model_args.model_name_or_path}) is already an rtd discriminator, without the "
                 "generator it trained beside: to continue that run, pass resume_from_checkpoint (its checkpoint-N "
@@ -381,13 +381,12 @@ def discriminator_from_mlm(mlm, model_args: ModelArguments, data_args: DataArgum
         raise ConfigError(str(error)) from None
     model = ReplacedTokenDetectionModel._from_config(config, attn_implementation=model_args.attn_implementation)
     encoder = {k: v for k, v in mlm.state_dict().items() if k.startswith(("scratchbert.", "nsp_head."))}
+    # Copied into the existing parameters: the generator's embeddings, the same module, are the loaded ones.
     missing, unexpected = model.load_state_dict(encoder, strict=False)
-    # What stays fresh: the replaced-token head and the generator (its embeddings are the loaded ones, shared).
-    not_loaded = [k for k in missing if not k.startswith(("rtd_head.", "generator."))]
+    not_loaded = [k for k in missing if not k.startswith(("rtd_head.", "generator."))]  # those two stay fresh
     if not_loaded or unexpected:
         raise ConfigError(f"{model_args.model_name_or_path}'s encoder does not fit a discriminator: missing "
                           f"{not_loaded}, unexpected {unexpected}")
-    model.share_embeddings()
     return model
 
 
@@ -419,6 +418,8 @@ class PretrainingTrainer(GuardedTrainer):
         self.eval_seed = eval_seed
         self.batch_size_ramp_start = batch_size_ramp_start
         self.batch_size_ramp_fraction = batch_size_ramp_fraction
+        self._term_sums: dict[str, torch.Tensor] = {}  # LOGGED_TERMS since the last training log
+        self._terms_logged_at = 0  # the step of that log
 
     def get_train_dataloader(self):
         """A streamed corpus is already this rank's own share (`stream_share`): load it as it is.
@@ -476,18 +477,16 @@ class PretrainingTrainer(GuardedTrainer):
                 scale = 1 / self.args.gradient_accumulation_steps
             else:
                 scale = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
-            sums = self.__dict__.setdefault("_term_sums", {})
             for name in self.LOGGED_TERMS:
                 term = getattr(outputs, name, None)
                 if term is not None:
-                    sums[name] = sums.get(name, 0.0) + term.detach().float() * scale
+                    self._term_sums[name] = self._term_sums.get(name, 0.0) + term.detach().float() * scale
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict, *args, **kwargs):
-        sums = self.__dict__.get("_term_sums")
-        if sums and "loss" in logs:  # a training log: each term's mean over the steps since the last one (this process's)
-            steps = max(self.state.global_step - self.__dict__.get("_terms_logged_at", 0), 1)
-            logs = {**logs, **{name: round(total.item() / steps, 4) for name, total in sums.items()}}
+        if self._term_sums and "loss" in logs:  # a training log: each term's mean over the steps since the last one
+            steps = max(self.state.global_step - self._terms_logged_at, 1)  # (this process's)
+            logs = {**logs, **{name: round(total.item() / steps, 4) for name, total in self._term_sums.items()}}
             self._term_sums, self._terms_logged_at = {}, self.state.global_step
         return super().log(logs, *args, **kwargs)
 
@@ -533,7 +532,7 @@ def set_aside_stale_generator(output_dir: Path):
     this model's generator. Moved into `superseded-<UTC time>/`, never deleted."""
     stale = output_dir / "generator"
     if stale.is_dir():
-        keep = unused_folder(output_dir / time.strftime("superseded-%Y%m%d-%H%M%S", time.gmtime()))
+        keep = superseded_folder(output_dir)
         os.replace(stale, keep / stale.name)
         logger.warning("%s was an earlier rtd run's generator, not this model's: moved to %s", stale, keep)
 

@@ -163,7 +163,7 @@ def set_aside_earlier_run(output_dir: Path, delete_checkpoints: bool = False, in
                            len(checkpoints), output_dir)
         else:
             newest = latest_complete_checkpoint(output_dir)
-            keep = unused_folder(output_dir / time.strftime("superseded-%Y%m%d-%H%M%S", time.gmtime()))
+            keep = superseded_folder(output_dir)
             for entry in checkpoints + final_files:
                 os.replace(entry, keep / entry.name)
             what = " and ".join(part for part in (
@@ -176,6 +176,12 @@ def set_aside_earlier_run(output_dir: Path, delete_checkpoints: bool = False, in
             logger.warning("overwrite_output_dir: the earlier run's %s are kept in %s%s", what, keep, resume)
     if is_distributed():
         dist.barrier()
+
+
+def superseded_folder(output_dir: Path) -> Path:
+    """A new, empty `superseded-<UTC time>/` in `output_dir`: where an earlier run's files are kept when a new run
+    takes the folder."""
+    return unused_folder(output_dir / time.strftime("superseded-%Y%m%d-%H%M%S", time.gmtime()))
 
 
 def unused_folder(folder: Path) -> Path:
