@@ -133,6 +133,11 @@ class ModelArguments:
     rtd_loss_weight: float = field(
         default=50.0, metadata={"help": "rtd: weight of the replaced-token loss against the generator's MLM loss (ELECTRA: 50)"}
     )
+    rtd_head_at_prior: bool = field(
+        default=False,
+        metadata={"help": "rtd: start the replaced-token head's bias at the log-odds of mlm_probability (the share of "
+                          "tokens a fresh generator replaces) instead of 0 (p = 0.5)"},
+    )
     mlm_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the MLM loss (rtd: the generator's)"})
     nsp_loss_weight: float = 1.0
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
@@ -270,6 +275,8 @@ def check_objective(model_args: ModelArguments):
     if model_args.objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {model_args.objective!r}")
     if model_args.objective != "rtd":
+        if model_args.rtd_head_at_prior:
+            raise ConfigError("rtd_head_at_prior: true needs objective: rtd (an MLM run has no replaced-token head)")
         return
     if model_args.model_name_or_path:
         saved = Path(model_args.model_name_or_path) / "config.json"  # a local folder; a Hub id is checked on loading
@@ -353,6 +360,8 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments,
     else:
         config = fresh_model_config(model_args, data_args, vocab_size, tokenizer.pad_token_id)
         model = AutoModelForPreTraining.from_config(config, attn_implementation=model_args.attn_implementation)
+    if model_args.rtd_head_at_prior:  # a resumed run then loads the checkpoint's head over it
+        model.start_rtd_head_at(data_args.mlm_probability)
     check_sequence_length(data_args.max_seq_length, model.config.max_position_embeddings)
     if data_args.mlm_only:
         # No NSP loss, so the pooler and NSP head would run without a gradient: DDP with

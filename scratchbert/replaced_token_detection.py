@@ -21,6 +21,7 @@ one checkpoint always scores alike): a stronger generator makes the task harder,
 the generator's own figures.
 """
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -131,6 +132,15 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
 
     def tie_weights(self, *args, **kwargs):  # transformers calls it after loading: the modules stay shared
         self.share_embeddings()
+
+    @torch.no_grad()
+    def start_rtd_head_at(self, replaced_share: float):
+        """Start the replaced-token head at the prior: its bias at the log-odds of `replaced_share`, the share of
+        tokens a fresh (near-uniform) generator replaces. From 0 (p = 0.5 everywhere), the first steps' gradient says
+        "original" at every position, and the whole encoder, not the bias alone, moves to say it."""
+        if not 0 < replaced_share < 1:
+            raise ValueError(f"the replaced share must be in (0, 1), got {replaced_share}")
+        self.rtd_head.classifier.bias.fill_(math.log(replaced_share / (1 - replaced_share)))
 
     @staticmethod
     def replace_chosen(input_ids, labels, generator_logits, sampling_generator=None):

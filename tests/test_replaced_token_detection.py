@@ -1,6 +1,7 @@
 """Replaced-token detection (ELECTRA): the generator and discriminator pair, its run end to end, export and refusals."""
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from transformers import (
 
 from scratchbert import ScratchBertForPreTraining, ScratchBertForReplacedTokenDetection
 from scratchbert.convert import convert_scratchbert_to_bert
-from scratchbert.pretraining import DataArguments, ModelArguments, discriminator_from_mlm, main, run
+from scratchbert.pretraining import DataArguments, ModelArguments, build_model, discriminator_from_mlm, main, run
 from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel, generator_config, replaced_token_metrics
 from conftest import REPO_ROOT, make_batch, tiny_config
 from test_pretraining import TINY
@@ -222,6 +223,7 @@ def test_bad_rtd_options_are_refused_by_name_before_any_data_work(tmp_path, caps
     assert "is already an rtd discriminator" in err and "resume_from_checkpoint" in err
     assert "rtd_loss_weight=0.0 must be positive" in fails(tmp_path, capsys, "--objective", "rtd", "--rtd_loss_weight", "0")
     assert "generator_width=1.5" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_width", "1.5")
+    assert "rtd_head_at_prior: true needs objective: rtd" in fails(tmp_path, capsys, "--rtd_head_at_prior", "true")
     err = fails(tmp_path, capsys, "--objective", "rtd", "--sparse_mlm_prediction", "false")
     assert "sparse_mlm_prediction" in err and "Training a WordPiece" not in err
     assert not (tmp_path / "bad" / "config.json").exists()
@@ -301,6 +303,28 @@ def test_a_discriminator_from_an_mlm_checkpoint_starts_from_its_encoder_and_pair
     # The generator is fresh but shares the loaded embeddings, one module.
     assert model.generator.scratchbert.embeddings is model.scratchbert.embeddings
     assert model.generator.mlm_head.decoder.weight is model.scratchbert.embeddings.word_embeddings.weight
+
+
+def test_the_replaced_token_head_can_start_at_the_prior():
+    torch.manual_seed(0)
+    model = ReplacedTokenDetectionModel(rtd_config()).eval()
+    assert torch.equal(model.rtd_head.classifier.bias, torch.zeros(1)), "ELECTRA's start: p = 0.5 everywhere"
+    model.start_rtd_head_at(0.15)
+    assert model.rtd_head.classifier.bias.item() == pytest.approx(math.log(0.15 / 0.85))
+    # At the prior, a fresh discriminator's mean probability of "replaced" is near 0.15, not 0.5.
+    out = model(**masked_batch(model.config), sampling_generator=torch.Generator().manual_seed(1))
+    real = out.rtd_labels != -100
+    assert torch.sigmoid(out.rtd_logits[real]).mean().item() == pytest.approx(0.15, abs=0.05)
+    with pytest.raises(ValueError, match="replaced share must be in"):
+        model.start_rtd_head_at(0.0)
+
+
+def test_rtd_head_at_prior_starts_a_fresh_run_at_the_masking_share(tokenizer_dir):
+    model_args = ModelArguments(hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=128,
+                                max_position_embeddings=64, objective="rtd", rtd_head_at_prior=True)
+    data_args = DataArguments(max_seq_length=64, mlm_probability=0.2)
+    model = build_model(model_args, AutoTokenizer.from_pretrained(tokenizer_dir), data_args)
+    assert model.rtd_head.classifier.bias.item() == pytest.approx(math.log(0.2 / 0.8))
 
 
 @pytest.mark.slow
