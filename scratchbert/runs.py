@@ -531,6 +531,15 @@ class GuardedTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
+        if not hasattr(optimizer, "step"):
+            # accelerate's DummyOptim: a DeepSpeed config with its own "optimizer" section, which DeepSpeed builds and
+            # steps inside its engine (skip is refused under DeepSpeed, so there is no step to guard).
+            if self.lr_scales is not None:
+                raise ConfigError("layer-wise learning rates regroup the Trainer's optimizer: remove the \"optimizer\" "
+                                  "section of the DeepSpeed config to use them")
+            return optimizer
+        if getattr(optimizer, "_guarded_step", False):  # the Trainer asks again after deepspeed_init made it
+            return optimizer
         if self.lr_scales is not None and not getattr(optimizer, "_lr_scaled", False):
             optimizer = self.optimizer = scaled_param_groups(optimizer, self.model, self.lr_scales)
         step = optimizer.step
@@ -543,6 +552,7 @@ class GuardedTrainer(Trainer):
             return step(*args, **kwargs)
 
         optimizer.step = step_unless_skipped
+        optimizer._guarded_step = True
         return optimizer
 
 

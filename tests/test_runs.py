@@ -90,6 +90,28 @@ def test_nan_loss_skip_drops_that_step_only(tmp_path):
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
+def test_a_deepspeed_config_optimizer_is_left_to_deepspeed(tmp_path):
+    # A DeepSpeed config with an "optimizer" section: deepspeed_init sets accelerate's DummyOptim (no step; the engine
+    # builds and steps the real one) and the Trainer then asks create_optimizer again. It must come back untouched.
+    from accelerate.utils.deepspeed import DummyOptim
+
+    from scratchbert.cli import ConfigError
+
+    trainer = classification_trainer(tmp_path)
+    placeholder = trainer.optimizer = DummyOptim(params=list(trainer.model.parameters()))
+    assert trainer.create_optimizer() is placeholder
+    trainer.lr_scales = {"classifier.weight": 1.0}
+    with pytest.raises(ConfigError, match="remove the \"optimizer\" section of the DeepSpeed config"):
+        trainer.create_optimizer()
+
+
+def test_the_step_guard_is_installed_once(tmp_path):
+    trainer = classification_trainer(tmp_path)
+    optimizer = trainer.create_optimizer()
+    guarded = optimizer.step
+    assert trainer.create_optimizer() is optimizer and optimizer.step is guarded  # asked again: not wrapped twice
+
+
 def test_failed_write_is_reported_and_previous_checkpoint_survives(tmp_path, monkeypatch):
     """The disk fills up while the second checkpoint is being written."""
     from transformers import Trainer
