@@ -432,6 +432,8 @@ def case_rtd_options(tmp_path, capsys, tokenizer_dir):
     assert "generator_width=1.5" in rtd("--generator_width", "1.5")
     assert "sparse_mlm_prediction" in rtd("--sparse_mlm_prediction", "false")
     assert "objective must be one of mlm, rtd" in script_error(capsys, pretraining.main, tmp_path, "--objective", "electra")
+    assert "rtd_head_at_prior: true needs objective: rtd" in script_error(
+        capsys, pretraining.main, tmp_path, "--rtd_head_at_prior", "true")
     return rtd("--rtd_loss_weight", "0")
 
 
