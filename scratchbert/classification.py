@@ -664,7 +664,7 @@ def run(argv: list[str] | None = None) -> dict:
         (ModelArguments, DataArguments, RunArguments, ScratchBertTrainingArguments), argv, DEFAULT_CONFIG
     )
     setup_logging(training_args, run_args)
-    check_run_options(training_args, run_args)
+    check_run_options(training_args, run_args, model_args.layerwise_lr_decay)
     check_output_dir(training_args, run_args)
     checkpoint = resolve_checkpoint(training_args)
     if model_args.model_name_or_path:

@@ -435,10 +435,27 @@ def uses_deepspeed(training_args: TrainingArguments) -> bool:
     return bool(training_args.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
 
 
-def check_run_options(training_args: TrainingArguments, run_args: RunArguments):
-    """Option combinations refused before any data work (both scripts)."""
+LAYERWISE_UNDER_DEEPSPEED_OPTIMIZER = (
+    "layer-wise learning rates regroup the Trainer's optimizer: remove the \"optimizer\" section of the DeepSpeed "
+    "config to use them (DeepSpeed then wraps the Trainer's optimizer)"
+)
+
+
+def deepspeed_config_has_optimizer(training_args: TrainingArguments) -> bool:
+    """The `deepspeed` argument (a JSON file or a dict) names its own optimizer, which DeepSpeed builds itself."""
+    config = training_args.deepspeed
+    if isinstance(config, str) and os.path.isfile(config):
+        with open(config) as file:
+            config = json.load(file)
+    return isinstance(config, dict) and "optimizer" in config
+
+
+def check_run_options(training_args: TrainingArguments, run_args: RunArguments, layerwise_lr_decay: float = 1.0):
+    """Option combinations refused before any data work (both scripts; fine-tuning passes its layer-wise decay)."""
     if run_args.on_nonfinite_loss == "skip" and uses_deepspeed(training_args):
         raise ConfigError(SKIP_UNDER_DEEPSPEED)
+    if layerwise_lr_decay != 1 and deepspeed_config_has_optimizer(training_args):
+        raise ConfigError(LAYERWISE_UNDER_DEEPSPEED_OPTIMIZER)
     if run_args.max_train_minutes is not None:
         budget_schedule(training_args)  # an unsupported schedule fails now, before data and model are built
 
@@ -534,9 +551,8 @@ class GuardedTrainer(Trainer):
         if not hasattr(optimizer, "step"):
             # accelerate's DummyOptim: a DeepSpeed config with its own "optimizer" section, which DeepSpeed builds and
             # steps inside its engine (skip is refused under DeepSpeed, so there is no step to guard).
-            if self.lr_scales is not None:
-                raise ConfigError("layer-wise learning rates regroup the Trainer's optimizer: remove the \"optimizer\" "
-                                  "section of the DeepSpeed config to use them")
+            if self.lr_scales is not None:  # the scripts refuse this before any work; here for other callers
+                raise ConfigError(LAYERWISE_UNDER_DEEPSPEED_OPTIMIZER)
             return optimizer
         if getattr(optimizer, "_guarded_step", False):  # the Trainer asks again after deepspeed_init made it
             return optimizer

@@ -312,6 +312,22 @@ def case_skip_under_deepspeed(tmp_path, capsys, tokenizer_dir):
     return str(error.value)
 
 
+def case_layerwise_under_deepspeed_optimizer(tmp_path, capsys, tokenizer_dir):
+    from scratchbert.cli import ConfigError
+    from scratchbert.runs import RunArguments, ScratchBertTrainingArguments, check_run_options
+
+    ds_config = tmp_path / "ds_config.json"
+    ds_config.write_text(json.dumps({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW"}}))
+    training_args = ScratchBertTrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True)
+    training_args.deepspeed = str(ds_config)  # as a parsed --deepspeed would leave it (DeepSpeed is not installed here)
+    with pytest.raises(ConfigError) as error:
+        check_run_options(training_args, RunArguments(), layerwise_lr_decay=0.8)
+    check_run_options(training_args, RunArguments(), layerwise_lr_decay=1.0)  # no decay: DeepSpeed's optimizer is fine
+    ds_config.write_text(json.dumps({"zero_optimization": {"stage": 2}}))
+    check_run_options(training_args, RunArguments(), layerwise_lr_decay=0.8)  # the Trainer's optimizer: regrouped
+    return str(error.value)
+
+
 def case_unknown_architecture_option(tmp_path, capsys, tokenizer_dir):
     return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
                         "--attention_position_bias", "rope")
