@@ -772,6 +772,19 @@ class ScratchBertForReplacedTokenDetection(ScratchBertPreTrainedModel):
         self.nsp_head = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
+    @staticmethod
+    def replaced_token_losses(logits, nsp_logits, labels=None, next_sentence_label=None):
+        """(replaced-token loss, pair loss), each None without its labels: the binary cross-entropy's mean over
+        labelled tokens (0, not NaN, for none) and the pair head's cross-entropy, both unweighted."""
+        rtd_loss = nsp_loss = None
+        if labels is not None:
+            labelled = labels != -100
+            rtd_loss = F.binary_cross_entropy_with_logits(
+                logits[labelled].float(), labels[labelled].float(), reduction="sum") / labelled.sum().clamp(min=1)
+        if next_sentence_label is not None:
+            nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label.reshape(-1))
+        return rtd_loss, nsp_loss
+
     @can_return_tuple
     def forward(
         self,
@@ -789,14 +802,9 @@ class ScratchBertForReplacedTokenDetection(ScratchBertPreTrainedModel):
         )
         logits = self.rtd_head(outputs.last_hidden_state)  # [B, T]
         nsp_logits = self.nsp_head(outputs.pooler_output)  # [B, 2]
-        loss = rtd_loss = nsp_loss = None
-        if labels is not None:
-            labelled = labels != -100
-            rtd_loss = F.binary_cross_entropy_with_logits(  # the mean over labelled tokens; 0, not NaN, for none
-                logits[labelled].float(), labels[labelled].float(), reduction="sum") / labelled.sum().clamp(min=1)
-            loss = rtd_loss
-        if next_sentence_label is not None:
-            nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label.reshape(-1))
+        rtd_loss, nsp_loss = self.replaced_token_losses(logits, nsp_logits, labels, next_sentence_label)
+        loss = rtd_loss
+        if nsp_loss is not None:
             weighted = self.config.nsp_loss_weight * nsp_loss
             loss = weighted if loss is None else loss + weighted
         return ScratchBertForReplacedTokenDetectionOutput(

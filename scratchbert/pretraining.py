@@ -130,8 +130,18 @@ class ModelArguments:
     generator_layers: int | None = field(
         default=None, metadata={"help": "rtd: the generator's layers (default: as many as the encoder's)"}
     )
+    generator_heads: int | None = field(
+        default=None,
+        metadata={"help": "rtd: the generator's attention heads (default: as many as the encoder's, narrower; under "
+                          "ALiBi a head's slope follows the head count)"},
+    )
     rtd_loss_weight: float = field(
         default=50.0, metadata={"help": "rtd: weight of the replaced-token loss against the generator's MLM loss (ELECTRA: 50)"}
+    )
+    rtd_discriminator_mlm_weight: float = field(
+        default=0.0,
+        metadata={"help": "rtd: > 0 also trains the encoder to restore the original tokens at the masked positions from "
+                          "the corrupted text (its own MLM head, for training only), a loss term of this weight"},
     )
     rtd_head_at_prior: bool = field(
         default=False,
@@ -277,6 +287,9 @@ def check_objective(model_args: ModelArguments):
     if model_args.objective != "rtd":
         if model_args.rtd_head_at_prior:
             raise ConfigError("rtd_head_at_prior: true needs objective: rtd (an MLM run has no replaced-token head)")
+        if model_args.rtd_discriminator_mlm_weight:
+            raise ConfigError("rtd_discriminator_mlm_weight needs objective: rtd (an MLM run's encoder already trains "
+                              "on MLM, weighted by mlm_loss_weight)")
         return
     if model_args.model_name_or_path:
         saved = Path(model_args.model_name_or_path) / "config.json"  # a local folder; a Hub id is checked on loading
@@ -290,6 +303,10 @@ def check_objective(model_args: ModelArguments):
         raise ConfigError(f"rtd_loss_weight={model_args.rtd_loss_weight} must be positive: it is what rtd trains")
     if model_args.generator_layers is not None and model_args.generator_layers < 1:
         raise ConfigError(f"generator_layers must be a positive number of layers, got {model_args.generator_layers}")
+    if not model_args.rtd_discriminator_mlm_weight >= 0:
+        raise ConfigError(f"rtd_discriminator_mlm_weight={model_args.rtd_discriminator_mlm_weight} must be 0 (off) or positive")
+    if model_args.generator_heads is not None and model_args.generator_heads < 1:
+        raise ConfigError(f"generator_heads must be a positive number of heads, got {model_args.generator_heads}")
     if not model_args.sparse_mlm_prediction:
         raise ConfigError("objective: rtd runs the generator's head at masked positions only; sparse_mlm_prediction: false "
                           "has no meaning for it")
@@ -308,8 +325,10 @@ def fresh_model_config(model_args: ModelArguments, data_args: DataArguments, voc
         config = ScratchBertConfig(**model_section)
         if model_args.objective == "rtd":
             config.pretraining_objective = "rtd"
-            config.rtd_generator = generator_config(config, model_args.generator_width, model_args.generator_layers)
+            config.rtd_generator = generator_config(
+                config, model_args.generator_width, model_args.generator_layers, model_args.generator_heads)
             config.rtd_loss_weight = model_args.rtd_loss_weight
+            config.rtd_discriminator_mlm_weight = model_args.rtd_discriminator_mlm_weight
             build_generator_config(config)  # a generator that cannot be built fails now
         return config
     except ValueError as error:
@@ -320,10 +339,12 @@ def check_resumed_generator(config: ScratchBertConfig, checkpoint: str):
     """A resumed rtd run rebuilds its pair from the options: refuse, by name, options that differ from the checkpoint's
     (another generator would not load its weights; another loss weight would silently change the objective)."""
     saved = json.loads((Path(checkpoint) / "config.json").read_text())
-    for name in ("rtd_generator", "rtd_loss_weight", "mlm_loss_weight", "nsp_loss_weight"):
-        if saved.get(name) != getattr(config, name):
+    defaults = {"rtd_discriminator_mlm_weight": 0.0}  # a checkpoint from before the option trained without it
+    for name in ("rtd_generator", "rtd_loss_weight", "rtd_discriminator_mlm_weight", "mlm_loss_weight", "nsp_loss_weight"):
+        if saved.get(name, defaults.get(name)) != getattr(config, name):
             raise ConfigError(
-                f"{checkpoint} was trained with {name}={saved.get(name)!r}, these options give {getattr(config, name)!r}: "
+                f"{checkpoint} was trained with {name}={saved.get(name, defaults.get(name))!r}, these options give "
+                f"{getattr(config, name)!r}: "
                 "resume with the options it was trained with"
             )
 
@@ -383,8 +404,10 @@ def discriminator_from_mlm(mlm, model_args: ModelArguments, data_args: DataArgum
             "mlm_loss_weight": model_args.mlm_loss_weight,  # the generator's, from now on
             "nsp_loss_weight": 0.0 if data_args.mlm_only else model_args.nsp_loss_weight,
         })
-        config.rtd_generator = generator_config(config, model_args.generator_width, model_args.generator_layers)
+        config.rtd_generator = generator_config(config, model_args.generator_width, model_args.generator_layers,
+                                                model_args.generator_heads)
         config.rtd_loss_weight = model_args.rtd_loss_weight
+        config.rtd_discriminator_mlm_weight = model_args.rtd_discriminator_mlm_weight
         build_generator_config(config)
     except ValueError as error:
         raise ConfigError(str(error)) from None
@@ -473,8 +496,9 @@ class PretrainingTrainer(GuardedTrainer):
         return batches, self._get_num_items_in_batch(batches, device)
 
     # The objective's terms, logged beside the weighted sum ("loss") so a run shows which one learns: the MLM loss (rtd:
-    # the generator's), the replaced-token loss and the pair loss, each before its weight.
-    LOGGED_TERMS = ("mlm_loss", "rtd_loss", "nsp_loss")
+    # the generator's), the replaced-token loss, the discriminator's own MLM loss (rtd_discriminator_mlm_weight) and the
+    # pair loss, each before its weight.
+    LOGGED_TERMS = ("mlm_loss", "rtd_loss", "discriminator_mlm_loss", "nsp_loss")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)

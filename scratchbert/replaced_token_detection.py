@@ -9,8 +9,12 @@ One training step, given a batch masked as for BERT (the same collator, 15 % of 
      whether it was replaced (a sampled token equal to the original counts as original), and its pair head learns
      NSP or SOP on [CLS] as BERT's does.
   loss = mlm_loss_weight * generator MLM + rtd_loss_weight * discriminator BCE + nsp_loss_weight * pair loss.
+  Optionally (`rtd_discriminator_mlm_weight` > 0) the discriminator also predicts the original tokens at the chosen
+  positions from the corrupted text (ELECTRA's "Replace MLM", its own MLM head tied to the shared embeddings), a term
+  added with that weight: MLM builds context fast, which replaced-token detection alone does not in a short run.
 The two share the token, position and segment embeddings and the embedding LayerNorm (the generator projects them to
-its width); ELECTRA's paper weighs the discriminator 50 and finds a generator 1/4 to 1/2 as wide works best.
+its width); ELECTRA's paper weighs the discriminator 50 and finds a generator 1/4 to 1/2 as wide works best. The
+generator keeps the discriminator's number of heads (narrower ones): ALiBi's slopes follow the head count.
 
 The discriminator is what a run saves as its checkpoint (every head loads its encoder); the generator is saved in
 the checkpoint's `generator/` subfolder, a plain ScratchBertForMaskedLM that answers fill-mask. This file is not
@@ -32,31 +36,43 @@ from .configuration_scratchbert import ScratchBertConfig
 from .modeling_scratchbert import (
     ScratchBertForMaskedLM,
     ScratchBertForReplacedTokenDetection,
+    ScratchBertMLMHead,
     cross_entropy_sum,
     mean_loss,
 )
 
-HEAD_DIM = 64  # the generator keeps BERT's head width: hidden 64 -> 1 head, 128 -> 2
 
+def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_layers: int | None = None,
+                     num_attention_heads: int | None = None) -> dict:
+    """The generator's sizes: `width` times the discriminator's hidden and intermediate sizes, the same depth and the
+    same number of heads (narrower ones) unless given.
 
-def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_layers: int | None = None) -> dict:
-    """The generator's sizes: `width` times the discriminator's hidden and intermediate sizes, the same depth unless
-    given, heads of 64 (ELECTRA-Small's generator: 1/4 width, 64 hidden, 1 head, 256 intermediate)."""
+    ELECTRA keeps heads of 64 (its small generator: 64 hidden, 1 head), which suits learned positions. Under ALiBi a
+    head's slope comes from its index among the heads, so a 1-head generator keeps only the most global slope and
+    loses the local heads that make attention know what is near: alone as an MLM at width 1/4 it stays near the
+    unigram line (0.058 at [MASK] after 3 minutes), where 4 heads of 16 reach 0.123 (docs/pretraining-recipes.md).
+    """
     if not 0 < width <= 1:
         raise ValueError(f"generator_width={width} must be a share of the discriminator's width in (0, 1]")
-    hidden = max(HEAD_DIM // 4, round(discriminator.hidden_size * width))
-    heads = max(1, hidden // HEAD_DIM)
-    if hidden % heads:
-        raise ValueError(f"generator_width={width} gives a hidden size of {hidden}, not a multiple of {heads} heads")
+    hidden = max(16, round(discriminator.hidden_size * width))
+    heads = num_attention_heads or discriminator.num_attention_heads
+    if heads < 1 or hidden % heads:
+        raise ValueError(f"generator_width={width} gives a hidden size of {hidden}, not a multiple of {heads} heads "
+                         "(set generator_heads to a divisor of it)")
     layers = num_hidden_layers or discriminator.num_hidden_layers
     return {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
             "intermediate_size": max(1, round(discriminator.intermediate_size * width))}
 
 
+def discriminator_mlm_weight(config: ScratchBertConfig) -> float:
+    """The weight of the discriminator's own MLM loss; 0 (none) for configs saved before the option existed."""
+    return getattr(config, "rtd_discriminator_mlm_weight", 0.0) or 0.0
+
+
 def build_generator_config(config: ScratchBertConfig) -> ScratchBertConfig:
     """The generator's ScratchBertConfig: the discriminator's, with the generator's sizes and its embeddings' width."""
     fields = config.to_dict()
-    for key in ("rtd_generator", "rtd_loss_weight", "architectures", "auto_map", "model_type", "transformers_version"):
+    for key in ("rtd_generator", "rtd_loss_weight", "rtd_discriminator_mlm_weight", "architectures", "auto_map", "model_type", "transformers_version"):
         fields.pop(key, None)
     fields.update(config.rtd_generator, embedding_size=config.embedding_size or config.hidden_size,
                   pretraining_objective="mlm", nsp_loss_weight=0.0)
@@ -87,6 +103,7 @@ class ReplacedTokenDetectionOutput(ModelOutput):
     loss: torch.Tensor | None = None
     mlm_loss: torch.Tensor | None = None  # the generator's
     rtd_loss: torch.Tensor | None = None
+    discriminator_mlm_loss: torch.Tensor | None = None  # rtd_discriminator_mlm_weight > 0 only
     nsp_loss: torch.Tensor | None = None
     rtd_logits: torch.Tensor | None = None  # [B, T]
     rtd_labels: torch.Tensor | None = None  # [B, T]: 1 replaced, 0 original, -100 padding
@@ -96,8 +113,9 @@ class ReplacedTokenDetectionOutput(ModelOutput):
 
 class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
     """The discriminator (this class's encoder and heads, ScratchBertForReplacedTokenDetection's) with its generator,
-    trained together. `config` is the discriminator's, with two more fields: `rtd_generator` (the generator's sizes,
-    from `generator_config`) and `rtd_loss_weight`.
+    trained together. `config` is the discriminator's, with more fields: `rtd_generator` (the generator's sizes,
+    from `generator_config`), `rtd_loss_weight` and, optionally, `rtd_discriminator_mlm_weight` (> 0 adds the
+    discriminator's own MLM head, `discriminator_mlm_head`, used in training only and not exported).
 
     A checkpoint of it (`checkpoint-N/`) keeps the discriminator's weight names, so every head loads its encoder from
     there too; the generator's weights sit beside them under `generator.`.
@@ -117,6 +135,12 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
         self.generator = ScratchBertForMaskedLM(build_generator_config(config))
+        self.discriminator_mlm_head = None
+        if discriminator_mlm_weight(config) > 0:
+            self.discriminator_mlm_head = ScratchBertMLMHead(config)
+            tied = {"discriminator_mlm_head.decoder.weight": "scratchbert.embeddings.word_embeddings.weight"}
+            self._tied_weights_keys = {**self._tied_weights_keys, **tied}
+            self._keys_to_ignore_on_save = [*self._keys_to_ignore_on_save, *tied]
         self.share_embeddings()
         self.post_init()
 
@@ -129,6 +153,8 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         shared = self.scratchbert.embeddings
         self.generator.scratchbert.embeddings = shared
         self.generator.mlm_head.decoder.weight = shared.word_embeddings.weight
+        if self.discriminator_mlm_head is not None:
+            self.discriminator_mlm_head.decoder.weight = shared.word_embeddings.weight
 
     def tie_weights(self, *args, **kwargs):  # transformers calls it after loading: the modules stay shared
         self.share_embeddings()
@@ -175,11 +201,12 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
 
         corrupted, replaced = self.replace_chosen(input_ids, labels, generator_logits, sampling_generator)
         rtd_labels = replaced if attention_mask is None else replaced.masked_fill(attention_mask == 0, -100)
-        out = super().forward(  # the discriminator
-            corrupted, attention_mask, token_type_ids, labels=rtd_labels, next_sentence_label=next_sentence_label,
-            return_dict=True,
-        )
-        rtd_loss, nsp_loss = out.rtd_loss, out.nsp_loss
+        # The discriminator: its encoder and heads as ScratchBertForReplacedTokenDetection.forward runs them, with
+        # the last hidden states kept for its optional MLM head.
+        encoded = self.scratchbert(corrupted, attention_mask, token_type_ids, return_dict=True)
+        rtd_logits = self.rtd_head(encoded.last_hidden_state)  # [B, T]
+        nsp_logits = self.nsp_head(encoded.pooler_output)  # [B, 2]
+        rtd_loss, nsp_loss = self.replaced_token_losses(rtd_logits, nsp_logits, rtd_labels, next_sentence_label)
         if num_items_in_batch is not None:
             # The Trainer counts MLM labels over accumulated micro-batches; weight this micro-batch's means by its share
             # of them, as ScratchBertForPreTraining does its NSP loss, so the terms add up over the accumulated batch.
@@ -189,10 +216,17 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         loss = self.config.mlm_loss_weight * mlm_loss + self.config.rtd_loss_weight * rtd_loss
         if nsp_loss is not None:
             loss = loss + self.config.nsp_loss_weight * nsp_loss
+        discriminator_mlm_loss = None
+        if self.discriminator_mlm_head is not None:  # the original tokens at the chosen positions, from corrupted text
+            restored_logits = self.discriminator_mlm_head(encoded.last_hidden_state[chosen])  # [N, V]
+            restored_sum, _ = cross_entropy_sum(restored_logits, labels[chosen])
+            discriminator_mlm_loss = mean_loss(restored_sum, mlm_count, num_items_in_batch)
+            loss = loss + discriminator_mlm_weight(self.config) * discriminator_mlm_loss
         return ReplacedTokenDetectionOutput(
             loss=loss, mlm_loss=mlm_loss.detach(), rtd_loss=rtd_loss.detach(),
-            nsp_loss=None if nsp_loss is None else nsp_loss.detach(), rtd_logits=out.logits, rtd_labels=rtd_labels,
-            generator_logits=generator_logits, seq_relationship_logits=out.seq_relationship_logits,
+            discriminator_mlm_loss=None if discriminator_mlm_loss is None else discriminator_mlm_loss.detach(),
+            nsp_loss=None if nsp_loss is None else nsp_loss.detach(), rtd_logits=rtd_logits, rtd_labels=rtd_labels,
+            generator_logits=generator_logits, seq_relationship_logits=nsp_logits,
         )
 
     def save_discriminator_and_generator(self, output_dir, state_dict: dict | None = None, tokenizer=None):
@@ -200,7 +234,8 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         generator in `output_dir/generator` (a whole ScratchBertForMaskedLM, the shared embeddings included), each
         with the tokenizer. `state_dict`: the training model's, gathered (FSDP, DeepSpeed); default its own."""
         state_dict = self.state_dict() if state_dict is None else state_dict
-        discriminator = {k: v for k, v in state_dict.items() if not k.startswith("generator.")}
+        discriminator = {k: v for k, v in state_dict.items()  # the discriminator's MLM head is for training only
+                         if not k.startswith(("generator.", "discriminator_mlm_head."))}
         generator = {k.removeprefix("generator."): v for k, v in state_dict.items() if k.startswith("generator.")}
         for name, value in discriminator.items():  # a gathered state dict may list a shared tensor once
             if name.startswith("scratchbert.embeddings."):

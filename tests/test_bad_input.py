@@ -446,6 +446,7 @@ def case_rtd_from_discriminator(tmp_path, capsys, tokenizer_dir):
 def case_rtd_options(tmp_path, capsys, tokenizer_dir):
     rtd = lambda *bad: script_error(capsys, pretraining.main, tmp_path, "--objective", "rtd", *bad)  # noqa: E731
     assert "generator_width=1.5" in rtd("--generator_width", "1.5")
+    assert "set generator_heads to a divisor" in rtd("--generator_heads", "5")
     assert "sparse_mlm_prediction" in rtd("--sparse_mlm_prediction", "false")
     assert "objective must be one of mlm, rtd" in script_error(capsys, pretraining.main, tmp_path, "--objective", "electra")
     assert "rtd_head_at_prior: true needs objective: rtd" in script_error(

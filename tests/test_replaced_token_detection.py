@@ -44,14 +44,20 @@ def masked_batch(config, seed=0):
     return {**batch, "labels": labels, "next_sentence_label": torch.tensor([0, 1, 0, 1])}
 
 
-def test_generator_is_a_share_of_the_discriminator_with_heads_of_64():
+def test_generator_is_a_share_of_the_discriminator_with_as_many_heads():
     config = tiny_config(hidden_size=256, num_attention_heads=4, intermediate_size=1024, num_hidden_layers=4)
-    assert generator_config(config, 0.25) == {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 1,
-                                              "intermediate_size": 256}  # ELECTRA-Small's generator
+    # As many heads as the discriminator, so that ALiBi gives the generator the same slopes, local ones included.
+    assert generator_config(config, 0.25) == {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4,
+                                              "intermediate_size": 256}
     assert generator_config(config, 0.5, num_hidden_layers=2) == {"hidden_size": 128, "num_hidden_layers": 2,
-                                                                  "num_attention_heads": 2, "intermediate_size": 512}
+                                                                  "num_attention_heads": 4, "intermediate_size": 512}
+    # ELECTRA-Small's generator (heads of 64), as the first rtd probes ran it.
+    assert generator_config(config, 0.25, num_attention_heads=1) == {"hidden_size": 64, "num_hidden_layers": 4,
+                                                                     "num_attention_heads": 1, "intermediate_size": 256}
     with pytest.raises(ValueError, match="generator_width=1.5"):
         generator_config(config, 1.5)
+    with pytest.raises(ValueError, match="not a multiple of 3 heads"):
+        generator_config(config, 0.25, num_attention_heads=3)
 
 
 def test_generator_shares_the_embeddings_and_projects_them_to_its_width():
@@ -95,6 +101,36 @@ def test_losses_labels_and_replacements():
     # The same sampling generator gives the same corruption: evaluation is repeatable.
     again = model(**batch, sampling_generator=torch.Generator().manual_seed(1))
     assert torch.equal(out.rtd_labels, again.rtd_labels) and torch.equal(out.loss, again.loss)
+
+
+def test_the_discriminator_can_also_restore_the_chosen_tokens(tmp_path):
+    """rtd_discriminator_mlm_weight > 0: the discriminator's own MLM head (tied to the shared embeddings) predicts the
+    original tokens at the chosen positions from the corrupted text, a term added with that weight."""
+    config = rtd_config()
+    config.rtd_discriminator_mlm_weight = 2.0
+    model = ReplacedTokenDetectionModel(config).eval()
+    assert model.discriminator_mlm_head.decoder.weight is model.scratchbert.embeddings.word_embeddings.weight
+    batch = masked_batch(config)
+    out = model(**batch, sampling_generator=torch.Generator().manual_seed(1))
+    chosen = batch["labels"] != -100
+    corrupted, _ = model.replace_chosen(batch["input_ids"], batch["labels"], out.generator_logits,
+                                        torch.Generator().manual_seed(1))
+    hidden = model.scratchbert(corrupted, batch["attention_mask"], batch["token_type_ids"]).last_hidden_state
+    by_hand = torch.nn.functional.cross_entropy(model.discriminator_mlm_head(hidden[chosen]), batch["labels"][chosen])
+    torch.testing.assert_close(out.discriminator_mlm_loss, by_hand)
+    torch.testing.assert_close(out.loss, out.mlm_loss + 50.0 * out.rtd_loss + out.nsp_loss + 2.0 * by_hand)
+    # A training checkpoint keeps the head (resume needs it), tied again on loading; the export leaves it out.
+    model.save_pretrained(tmp_path / "checkpoint")
+    resumed = ReplacedTokenDetectionModel.from_pretrained(tmp_path / "checkpoint")
+    assert resumed.discriminator_mlm_head.decoder.weight is resumed.scratchbert.embeddings.word_embeddings.weight
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
+    model.save_discriminator_and_generator(tmp_path / "export")
+    exported = load_file(tmp_path / "export" / "model.safetensors")
+    assert "rtd_head.classifier.weight" in exported and not any(k.startswith("discriminator_mlm_head") for k in exported)
+    # Off (the default, and every config saved before the option): no head, the loss as before.
+    plain = ReplacedTokenDetectionModel(rtd_config())
+    assert plain.discriminator_mlm_head is None and "discriminator_mlm_head.decoder.weight" not in plain._tied_weights_keys
 
 
 def test_no_gradient_reaches_the_generator_through_the_sampling():
@@ -190,9 +226,16 @@ def test_a_run_saves_the_discriminator_and_its_generator_and_both_load(tmp_path)
 def test_rtd_with_the_recipes_options_and_resume_to_the_same_weights(tmp_path):
     options = ["--bf16", "true", "--attention_position_bias", "alibi", "--linear_bias", "false", "--unpad_inputs",
                "true", "--mlm_probability_start", "0.3", "--max_train_minutes", "5", "--max_steps", "4",
-               "--mlm_only", "true", "--save_steps", "2"]
+               "--mlm_only", "true", "--save_steps", "2", "--rtd_discriminator_mlm_weight", "1"]
     straight, results = pretrain_rtd(tmp_path, *options, name="straight")
     assert results["steps"] == 4 and "eval_nsp_accuracy" not in results and results["eval_rtd_auc"] >= 0
+    # The discriminator's own MLM term is logged beside the others, and the export leaves its head out.
+    logs = [e for e in json.loads((straight / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+            if "loss" in e]
+    for entry in logs:
+        assert entry["loss"] == pytest.approx(
+            entry["mlm_loss"] + 50 * entry["rtd_loss"] + entry["discriminator_mlm_loss"], abs=2e-3)
+    assert not any(k.startswith("discriminator_mlm_head") for k in load_file(straight / "model.safetensors"))
     # A run stopped at step 2 leaves what the straight run's checkpoint-2 holds (the generator too): resumed from it,
     # it ends with the same weights as the run that went straight through.
     shutil.copytree(straight / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
@@ -223,6 +266,11 @@ def test_bad_rtd_options_are_refused_by_name_before_any_data_work(tmp_path, caps
     assert "is already an rtd discriminator" in err and "resume_from_checkpoint" in err
     assert "rtd_loss_weight=0.0 must be positive" in fails(tmp_path, capsys, "--objective", "rtd", "--rtd_loss_weight", "0")
     assert "generator_width=1.5" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_width", "1.5")
+    assert "rtd_discriminator_mlm_weight needs objective: rtd" in fails(tmp_path, capsys, "--rtd_discriminator_mlm_weight", "1")
+    assert "rtd_discriminator_mlm_weight=-1.0 must be 0" in fails(
+        tmp_path, capsys, "--objective", "rtd", "--rtd_discriminator_mlm_weight", "-1")
+    assert "generator_heads must be a positive" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_heads", "0")
+    assert "heads (set generator_heads" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_heads", "5")
     assert "rtd_head_at_prior: true needs objective: rtd" in fails(tmp_path, capsys, "--rtd_head_at_prior", "true")
     err = fails(tmp_path, capsys, "--objective", "rtd", "--sparse_mlm_prediction", "false")
     assert "sparse_mlm_prediction" in err and "Training a WordPiece" not in err
