@@ -394,8 +394,8 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments,
 
 def discriminator_from_mlm(mlm, model_args: ModelArguments, data_args: DataArguments) -> ReplacedTokenDetectionModel:
     """ELECTRA's two-stage training: replaced-token detection whose discriminator starts from an MLM-trained
-    checkpoint's encoder (and pair head), the replaced-token head and the generator fresh (the generator shares the
-    loaded embeddings). From scratch, the discriminator needs context before it can tell a sampled token from the
+    checkpoint's encoder (and pair head, and its MLM head for the discriminator's own MLM term if that is on), the
+    replaced-token head and the generator fresh (the generator shares the loaded embeddings). From scratch, the discriminator needs context before it can tell a sampled token from the
     original, and a short run does not give it that (docs/pretraining-recipes.md, issue 35); an MLM stage does."""
     try:
         config = ScratchBertConfig(**{
@@ -412,7 +412,11 @@ def discriminator_from_mlm(mlm, model_args: ModelArguments, data_args: DataArgum
     except ValueError as error:
         raise ConfigError(str(error)) from None
     model = ReplacedTokenDetectionModel._from_config(config, attn_implementation=model_args.attn_implementation)
-    encoder = {k: v for k, v in mlm.state_dict().items() if k.startswith(("scratchbert.", "nsp_head."))}
+    weights = mlm.state_dict()
+    encoder = {k: v for k, v in weights.items() if k.startswith(("scratchbert.", "nsp_head."))}
+    if model.discriminator_mlm_head is not None:  # rtd_discriminator_mlm_weight: the MLM stage's head goes on
+        encoder.update({"discriminator_mlm_head." + k.removeprefix("mlm_head."): v
+                        for k, v in weights.items() if k.startswith("mlm_head.")})
     # Copied into the existing parameters: the generator's embeddings, the same module, are the loaded ones.
     missing, unexpected = model.load_state_dict(encoder, strict=False)
     not_loaded = [k for k in missing if not k.startswith(("rtd_head.", "generator."))]  # those two stay fresh

@@ -351,6 +351,13 @@ def test_a_discriminator_from_an_mlm_checkpoint_starts_from_its_encoder_and_pair
     # The generator is fresh but shares the loaded embeddings, one module.
     assert model.generator.scratchbert.embeddings is model.scratchbert.embeddings
     assert model.generator.mlm_head.decoder.weight is model.scratchbert.embeddings.word_embeddings.weight
+    assert model.discriminator_mlm_head is None
+    # With the discriminator's own MLM term, the MLM stage's head carries on as its head.
+    model_args.rtd_discriminator_mlm_weight = 1.0
+    model = discriminator_from_mlm(mlm, model_args, DataArguments())
+    for name, tensor in mlm.mlm_head.state_dict().items():
+        assert torch.equal(model.discriminator_mlm_head.state_dict()[name], tensor), name
+    assert model.discriminator_mlm_head.decoder.weight is model.scratchbert.embeddings.word_embeddings.weight
 
 
 def test_the_replaced_token_head_can_start_at_the_prior():
