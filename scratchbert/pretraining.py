@@ -395,8 +395,9 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments,
 def discriminator_from_mlm(mlm, model_args: ModelArguments, data_args: DataArguments) -> ReplacedTokenDetectionModel:
     """ELECTRA's two-stage training: replaced-token detection whose discriminator starts from an MLM-trained
     checkpoint's encoder (and pair head, and its MLM head for the discriminator's own MLM term if that is on), the
-    replaced-token head and the generator fresh (the generator shares the loaded embeddings). From scratch, the discriminator needs context before it can tell a sampled token from the
-    original, and a short run does not give it that (docs/pretraining-recipes.md, issue 35); an MLM stage does."""
+    replaced-token head and the generator fresh (the generator shares the loaded embeddings). From scratch, the
+    discriminator needs context before it can tell a sampled token from the original, and a short run does not give
+    it that (docs/pretraining-recipes.md, issue 35); an MLM stage does."""
     try:
         config = ScratchBertConfig(**{
             **mlm.config.to_dict(),
@@ -404,8 +405,8 @@ def discriminator_from_mlm(mlm, model_args: ModelArguments, data_args: DataArgum
             "mlm_loss_weight": model_args.mlm_loss_weight,  # the generator's, from now on
             "nsp_loss_weight": 0.0 if data_args.mlm_only else model_args.nsp_loss_weight,
         })
-        config.rtd_generator = generator_config(config, model_args.generator_width, model_args.generator_layers,
-                                                model_args.generator_heads)
+        config.rtd_generator = generator_config(
+            config, model_args.generator_width, model_args.generator_layers, model_args.generator_heads)
         config.rtd_loss_weight = model_args.rtd_loss_weight
         config.rtd_discriminator_mlm_weight = model_args.rtd_discriminator_mlm_weight
         build_generator_config(config)

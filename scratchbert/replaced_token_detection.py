@@ -72,7 +72,8 @@ def discriminator_mlm_weight(config: ScratchBertConfig) -> float:
 def build_generator_config(config: ScratchBertConfig) -> ScratchBertConfig:
     """The generator's ScratchBertConfig: the discriminator's, with the generator's sizes and its embeddings' width."""
     fields = config.to_dict()
-    for key in ("rtd_generator", "rtd_loss_weight", "rtd_discriminator_mlm_weight", "architectures", "auto_map", "model_type", "transformers_version"):
+    for key in ("rtd_generator", "rtd_loss_weight", "rtd_discriminator_mlm_weight", "architectures", "auto_map",
+                "model_type", "transformers_version"):
         fields.pop(key, None)
     fields.update(config.rtd_generator, embedding_size=config.embedding_size or config.hidden_size,
                   pretraining_objective="mlm", nsp_loss_weight=0.0)
