@@ -143,6 +143,11 @@ class ModelArguments:
         metadata={"help": "rtd: > 0 also trains the encoder to restore the original tokens at the masked positions from "
                           "the corrupted text (its own MLM head, for training only), a loss term of this weight"},
     )
+    rtd_masked_share: float = field(
+        default=0.0,
+        metadata={"help": "rtd: the share of masked positions that keep their [MASK] in the encoder's input instead of "
+                          "a generator sample (no replaced-token label there; rtd_discriminator_mlm_weight restores them)"},
+    )
     rtd_head_at_prior: bool = field(
         default=False,
         metadata={"help": "rtd: start the replaced-token head's bias at the log-odds of mlm_probability (the share of "
@@ -290,6 +295,8 @@ def check_objective(model_args: ModelArguments):
         if model_args.rtd_discriminator_mlm_weight:
             raise ConfigError("rtd_discriminator_mlm_weight needs objective: rtd (an MLM run's encoder already trains "
                               "on MLM, weighted by mlm_loss_weight)")
+        if model_args.rtd_masked_share:
+            raise ConfigError("rtd_masked_share needs objective: rtd (an MLM run has no generator samples to leave out)")
         return
     if model_args.model_name_or_path:
         saved = Path(model_args.model_name_or_path) / "config.json"  # a local folder; a Hub id is checked on loading
@@ -305,6 +312,11 @@ def check_objective(model_args: ModelArguments):
         raise ConfigError(f"generator_layers must be a positive number of layers, got {model_args.generator_layers}")
     if not model_args.rtd_discriminator_mlm_weight >= 0:
         raise ConfigError(f"rtd_discriminator_mlm_weight={model_args.rtd_discriminator_mlm_weight} must be 0 (off) or positive")
+    if not 0 <= model_args.rtd_masked_share < 1:
+        raise ConfigError(f"rtd_masked_share={model_args.rtd_masked_share} must be a share of the masked positions in [0, 1)")
+    if model_args.rtd_masked_share and not model_args.rtd_discriminator_mlm_weight:
+        raise ConfigError("rtd_masked_share leaves [MASK]s in the encoder's input that only the discriminator's own MLM "
+                          "term learns from: set rtd_discriminator_mlm_weight > 0 with it")
     if model_args.generator_heads is not None and model_args.generator_heads < 1:
         raise ConfigError(f"generator_heads must be a positive number of heads, got {model_args.generator_heads}")
     if not model_args.sparse_mlm_prediction:
@@ -329,6 +341,7 @@ def fresh_model_config(model_args: ModelArguments, data_args: DataArguments, voc
                 config, model_args.generator_width, model_args.generator_layers, model_args.generator_heads)
             config.rtd_loss_weight = model_args.rtd_loss_weight
             config.rtd_discriminator_mlm_weight = model_args.rtd_discriminator_mlm_weight
+            config.rtd_masked_share = model_args.rtd_masked_share
             build_generator_config(config)  # a generator that cannot be built fails now
         return config
     except ValueError as error:
@@ -339,8 +352,9 @@ def check_resumed_generator(config: ScratchBertConfig, checkpoint: str):
     """A resumed rtd run rebuilds its pair from the options: refuse, by name, options that differ from the checkpoint's
     (another generator would not load its weights; another loss weight would silently change the objective)."""
     saved = json.loads((Path(checkpoint) / "config.json").read_text())
-    defaults = {"rtd_discriminator_mlm_weight": 0.0}  # a checkpoint from before the option trained without it
-    for name in ("rtd_generator", "rtd_loss_weight", "rtd_discriminator_mlm_weight", "mlm_loss_weight", "nsp_loss_weight"):
+    defaults = {"rtd_discriminator_mlm_weight": 0.0, "rtd_masked_share": 0.0}  # checkpoints from before the options
+    for name in ("rtd_generator", "rtd_loss_weight", "rtd_discriminator_mlm_weight", "rtd_masked_share",
+                 "mlm_loss_weight", "nsp_loss_weight"):
         if saved.get(name, defaults.get(name)) != getattr(config, name):
             raise ConfigError(
                 f"{checkpoint} was trained with {name}={saved.get(name, defaults.get(name))!r}, these options give "
@@ -409,6 +423,7 @@ def discriminator_from_mlm(mlm, model_args: ModelArguments, data_args: DataArgum
             config, model_args.generator_width, model_args.generator_layers, model_args.generator_heads)
         config.rtd_loss_weight = model_args.rtd_loss_weight
         config.rtd_discriminator_mlm_weight = model_args.rtd_discriminator_mlm_weight
+        config.rtd_masked_share = model_args.rtd_masked_share
         build_generator_config(config)
     except ValueError as error:
         raise ConfigError(str(error)) from None

@@ -12,6 +12,8 @@ One training step, given a batch masked as for BERT (the same collator, 15 % of 
   Optionally (`rtd_discriminator_mlm_weight` > 0) the discriminator also predicts the original tokens at the chosen
   positions from the corrupted text (ELECTRA's "Replace MLM", its own MLM head tied to the shared embeddings), a term
   added with that weight: MLM builds context fast, which replaced-token detection alone does not in a short run.
+  With `rtd_masked_share` > 0, that share of the chosen positions keeps its [MASK] in the discriminator's input (no
+  replaced-token label there), so that term is BERT's MLM at those positions.
 The two share the token, position and segment embeddings and the embedding LayerNorm (the generator projects them to
 its width); ELECTRA's paper weighs the discriminator 50 and finds a generator 1/4 to 1/2 as wide works best. The
 generator keeps the discriminator's number of heads (narrower ones): ALiBi's slopes follow the head count.
@@ -72,8 +74,8 @@ def discriminator_mlm_weight(config: ScratchBertConfig) -> float:
 def build_generator_config(config: ScratchBertConfig) -> ScratchBertConfig:
     """The generator's ScratchBertConfig: the discriminator's, with the generator's sizes and its embeddings' width."""
     fields = config.to_dict()
-    for key in ("rtd_generator", "rtd_loss_weight", "rtd_discriminator_mlm_weight", "architectures", "auto_map",
-                "model_type", "transformers_version"):
+    for key in ("rtd_generator", "rtd_loss_weight", "rtd_discriminator_mlm_weight", "rtd_masked_share", "architectures",
+                "auto_map", "model_type", "transformers_version"):
         fields.pop(key, None)
     fields.update(config.rtd_generator, embedding_size=config.embedding_size or config.hidden_size,
                   pretraining_objective="mlm", nsp_loss_weight=0.0)
@@ -170,16 +172,24 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         self.rtd_head.classifier.bias.fill_(math.log(replaced_share / (1 - replaced_share)))
 
     @staticmethod
-    def replace_chosen(input_ids, labels, generator_logits, sampling_generator=None):
+    def replace_chosen(input_ids, labels, generator_logits, sampling_generator=None, masked_share: float = 0.0):
         """Fill the chosen positions with tokens sampled from the generator: (corrupted input ids [B, T], labels
-        [B, T] that say which tokens changed). No gradient flows through the sampling."""
+        [B, T] that say which tokens changed). No gradient flows through the sampling.
+
+        `masked_share` (rtd_masked_share): that share of the chosen positions, drawn at random, keeps the collator's
+        input (its [MASK], mostly) instead of a sample; they get no replaced-token label (-100: a [MASK] tests
+        nothing), and the discriminator's own MLM term restores them as BERT's MLM does."""
         chosen = labels != -100  # [B, T]
         with torch.no_grad():
             sampled = sample_from_logits(generator_logits.detach(), sampling_generator)  # [N]
+            keep = torch.zeros_like(chosen)
+            if masked_share > 0:
+                draw = torch.rand(chosen.shape, generator=sampling_generator, device=chosen.device)  # [B, T]
+                keep = chosen & (draw < masked_share)
             corrupted = input_ids.clone()
-            corrupted[chosen] = sampled
+            corrupted[chosen] = torch.where(keep[chosen], input_ids[chosen], sampled)
             replaced = (corrupted != torch.where(chosen, labels, input_ids)).long()  # [B, T], vs the original text
-        return corrupted, replaced
+        return corrupted, replaced.masked_fill(keep, -100)
 
     def forward(
         self,
@@ -200,7 +210,8 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         mlm_sum, mlm_count = cross_entropy_sum(generator_logits, labels[chosen])
         mlm_loss = mean_loss(mlm_sum, mlm_count, num_items_in_batch)
 
-        corrupted, replaced = self.replace_chosen(input_ids, labels, generator_logits, sampling_generator)
+        corrupted, replaced = self.replace_chosen(input_ids, labels, generator_logits, sampling_generator,
+                                                  masked_share=getattr(self.config, "rtd_masked_share", 0.0) or 0.0)
         rtd_labels = replaced if attention_mask is None else replaced.masked_fill(attention_mask == 0, -100)
         # The discriminator: its encoder and heads as ScratchBertForReplacedTokenDetection.forward runs them, with
         # the last hidden states kept for its optional MLM head.

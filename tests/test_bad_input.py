@@ -447,6 +447,7 @@ def case_rtd_options(tmp_path, capsys, tokenizer_dir):
     rtd = lambda *bad: script_error(capsys, pretraining.main, tmp_path, "--objective", "rtd", *bad)  # noqa: E731
     assert "generator_width=1.5" in rtd("--generator_width", "1.5")
     assert "set generator_heads to a divisor" in rtd("--generator_heads", "5")
+    assert "set rtd_discriminator_mlm_weight > 0 with it" in rtd("--rtd_masked_share", "0.5")
     assert "sparse_mlm_prediction" in rtd("--sparse_mlm_prediction", "false")
     assert "objective must be one of mlm, rtd" in script_error(capsys, pretraining.main, tmp_path, "--objective", "electra")
     assert "rtd_head_at_prior: true needs objective: rtd" in script_error(

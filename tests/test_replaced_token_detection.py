@@ -133,6 +133,26 @@ def test_the_discriminator_can_also_restore_the_chosen_tokens(tmp_path):
     assert plain.discriminator_mlm_head is None and "discriminator_mlm_head.decoder.weight" not in plain._tied_weights_keys
 
 
+def test_a_share_of_the_chosen_positions_can_keep_their_mask():
+    """rtd_masked_share: those chosen positions keep the collator's input ([MASK]) and get no replaced-token label."""
+    config = rtd_config()
+    config.rtd_discriminator_mlm_weight, config.rtd_masked_share = 1.0, 0.5
+    model = ReplacedTokenDetectionModel(config).eval()
+    batch = masked_batch(config)
+    out = model(**batch, sampling_generator=torch.Generator().manual_seed(1))
+    chosen = batch["labels"] != -100
+    corrupted, replaced = model.replace_chosen(batch["input_ids"], batch["labels"], out.generator_logits,
+                                               torch.Generator().manual_seed(1), masked_share=0.5)
+    kept = chosen & (corrupted == 4)  # the stand-in [MASK], left in place
+    assert 0 < kept.sum() < chosen.sum(), "about half the chosen positions keep their [MASK]"
+    assert (replaced[kept] == -100).all() and (replaced[chosen & ~kept] >= 0).all()
+    assert torch.equal(out.rtd_labels[kept], replaced[kept]) and (out.rtd_labels[~chosen & (batch["attention_mask"] == 1)] == 0).all()
+    # The discriminator's MLM term restores every chosen position, the kept [MASK]s included.
+    hidden = model.scratchbert(corrupted, batch["attention_mask"], batch["token_type_ids"]).last_hidden_state
+    by_hand = torch.nn.functional.cross_entropy(model.discriminator_mlm_head(hidden[chosen]), batch["labels"][chosen])
+    torch.testing.assert_close(out.discriminator_mlm_loss, by_hand)
+
+
 def test_no_gradient_reaches_the_generator_through_the_sampling():
     config = rtd_config()
     config.mlm_loss_weight = 0.0
@@ -269,6 +289,11 @@ def test_bad_rtd_options_are_refused_by_name_before_any_data_work(tmp_path, caps
     assert "rtd_discriminator_mlm_weight needs objective: rtd" in fails(tmp_path, capsys, "--rtd_discriminator_mlm_weight", "1")
     assert "rtd_discriminator_mlm_weight=-1.0 must be 0" in fails(
         tmp_path, capsys, "--objective", "rtd", "--rtd_discriminator_mlm_weight", "-1")
+    assert "rtd_masked_share needs objective: rtd" in fails(tmp_path, capsys, "--rtd_masked_share", "0.5")
+    assert "set rtd_discriminator_mlm_weight > 0 with it" in fails(
+        tmp_path, capsys, "--objective", "rtd", "--rtd_masked_share", "0.5")
+    assert "rtd_masked_share=1.0 must be a share" in fails(
+        tmp_path, capsys, "--objective", "rtd", "--rtd_masked_share", "1", "--rtd_discriminator_mlm_weight", "1")
     assert "generator_heads must be a positive" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_heads", "0")
     assert "heads (set generator_heads" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_heads", "5")
     assert "rtd_head_at_prior: true needs objective: rtd" in fails(tmp_path, capsys, "--rtd_head_at_prior", "true")
