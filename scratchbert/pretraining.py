@@ -792,9 +792,13 @@ def write_model_card(output_dir: Path, results: dict, model_args, data_args, tra
         generator = config["rtd_generator"]
         objective = (
             f"replaced-token detection (ELECTRA){pair}: a generator MLM ({generator['hidden_size']} hidden, "
-            f"{generator['num_hidden_layers']} layers, sharing the embeddings) fills the masked positions, and this "
-            f"encoder learns, at every position, which tokens were replaced (loss weight {config['rtd_loss_weight']:g})"
+            f"{generator['num_hidden_layers']} layers, {generator['num_attention_heads']} heads, sharing the embeddings) "
+            f"fills the masked positions, and this encoder learns, at every position, which tokens were replaced (loss "
+            f"weight {config['rtd_loss_weight']:g})"
         )
+        if config.get("rtd_discriminator_mlm_weight"):
+            objective += (f", and restores the masked tokens (weight {config['rtd_discriminator_mlm_weight']:g}, "
+                          f"{config.get('rtd_masked_share') or 0:g} of them left as [MASK]; that head is not exported)")
     else:
         objective = "masked language modelling" + pair
     metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items())

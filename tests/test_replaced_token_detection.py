@@ -256,6 +256,7 @@ def test_rtd_with_the_recipes_options_and_resume_to_the_same_weights(tmp_path):
         assert entry["loss"] == pytest.approx(
             entry["mlm_loss"] + 50 * entry["rtd_loss"] + entry["discriminator_mlm_loss"], abs=2e-3)
     assert not any(k.startswith("discriminator_mlm_head") for k in load_file(straight / "model.safetensors"))
+    assert "restores the masked tokens (weight 1" in (straight / "README.md").read_text()
     # A run stopped at step 2 leaves what the straight run's checkpoint-2 holds (the generator too): resumed from it,
     # it ends with the same weights as the run that went straight through.
     shutil.copytree(straight / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
