@@ -356,10 +356,13 @@ def check_resumed_generator(config: ScratchBertConfig, checkpoint: str):
     for name in ("rtd_generator", "rtd_loss_weight", "rtd_discriminator_mlm_weight", "rtd_masked_share",
                  "mlm_loss_weight", "nsp_loss_weight"):
         if saved.get(name, defaults.get(name)) != getattr(config, name):
+            hint = ""
+            if name == "rtd_generator" and isinstance(saved.get(name), dict):  # heads of 64 before 2026-12-06
+                hint = (" (a run from before the generator kept the encoder's heads: add --generator_heads "
+                        f"{saved[name].get('num_attention_heads')})")
             raise ConfigError(
                 f"{checkpoint} was trained with {name}={saved.get(name, defaults.get(name))!r}, these options give "
-                f"{getattr(config, name)!r}: "
-                "resume with the options it was trained with"
+                f"{getattr(config, name)!r}: resume with the options it was trained with{hint}"
             )
 
 
@@ -387,6 +390,8 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments,
         model.config.unpad_inputs = model_args.unpad_inputs
         if model_args.objective == "rtd":
             model = discriminator_from_mlm(model, model_args, data_args)
+            if checkpoint is not None:  # a two-stage run resumed: its rtd stage's options, as from scratch
+                check_resumed_generator(model.config, checkpoint)
     elif model_args.objective == "rtd":
         config = fresh_model_config(model_args, data_args, vocab_size, tokenizer.pad_token_id)
         if checkpoint is not None:
@@ -396,7 +401,9 @@ def build_model(model_args: ModelArguments, tokenizer, data_args: DataArguments,
         config = fresh_model_config(model_args, data_args, vocab_size, tokenizer.pad_token_id)
         model = AutoModelForPreTraining.from_config(config, attn_implementation=model_args.attn_implementation)
     if model_args.rtd_head_at_prior:  # a resumed run then loads the checkpoint's head over it
-        model.start_rtd_head_at(data_args.mlm_probability)
+        # The labelled tokens' replaced share: masked positions left as [MASK] (rtd_masked_share) carry no label.
+        masked, kept = data_args.mlm_probability, model_args.rtd_masked_share
+        model.start_rtd_head_at(masked * (1 - kept) / (1 - masked * kept))
     check_sequence_length(data_args.max_seq_length, model.config.max_position_embeddings)
     if data_args.mlm_only:
         # No NSP loss, so the pooler and NSP head would run without a gradient: DDP with
@@ -627,7 +634,7 @@ def rtd_predictions(model, inputs: dict, sampling_generator: torch.Generator | N
     """labelled_predictions for replaced-token detection: one evaluation batch through the (possibly wrapped) training
     pair as a whole, the generator's tokens drawn from `sampling_generator`. The same layout, the generator's MLM in
     place of the model's, with two more outputs at the end: the discriminator's replaced-probability [B, T] and its
-    labels [B, T] (-100 at padding)."""
+    labels [B, T] (-100 at padding, and at masked positions left as [MASK] by rtd_masked_share)."""
     labels = inputs["labels"]  # [B, T]
     nsp_labels = inputs.get("next_sentence_label")
     output = model(

@@ -57,7 +57,7 @@ def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_
     if not 0 < width <= 1:
         raise ValueError(f"generator_width={width} must be a share of the discriminator's width in (0, 1]")
     hidden = max(16, round(discriminator.hidden_size * width))
-    heads = num_attention_heads or discriminator.num_attention_heads
+    heads = discriminator.num_attention_heads if num_attention_heads is None else num_attention_heads
     if heads < 1 or hidden % heads:
         raise ValueError(f"generator_width={width} gives a hidden size of {hidden}, not a multiple of {heads} heads "
                          "(set generator_heads to a divisor of it)")
@@ -109,7 +109,7 @@ class ReplacedTokenDetectionOutput(ModelOutput):
     discriminator_mlm_loss: torch.Tensor | None = None  # rtd_discriminator_mlm_weight > 0 only
     nsp_loss: torch.Tensor | None = None
     rtd_logits: torch.Tensor | None = None  # [B, T]
-    rtd_labels: torch.Tensor | None = None  # [B, T]: 1 replaced, 0 original, -100 padding
+    rtd_labels: torch.Tensor | None = None  # [B, T]: 1 replaced, 0 original, -100 padding or a kept [MASK]
     generator_logits: torch.Tensor | None = None  # [N, V] at the N chosen positions
     seq_relationship_logits: torch.Tensor | None = None  # [B, 2]
 
