@@ -44,6 +44,7 @@ from .runs import (
 )
 from .configuration_scratchbert import ScratchBertConfig
 from .replaced_token_detection import (
+    RTD_OPTION_DEFAULTS,
     ReplacedTokenDetectionModel,
     build_generator_config,
     generator_config,
@@ -336,32 +337,37 @@ def fresh_model_config(model_args: ModelArguments, data_args: DataArguments, voc
     try:
         config = ScratchBertConfig(**model_section)
         if model_args.objective == "rtd":
-            config.pretraining_objective = "rtd"
-            config.rtd_generator = generator_config(
-                config, model_args.generator_width, model_args.generator_layers, model_args.generator_heads)
-            config.rtd_loss_weight = model_args.rtd_loss_weight
-            config.rtd_discriminator_mlm_weight = model_args.rtd_discriminator_mlm_weight
-            config.rtd_masked_share = model_args.rtd_masked_share
-            build_generator_config(config)  # a generator that cannot be built fails now
+            add_rtd_fields(config, model_args)
         return config
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def add_rtd_fields(config: ScratchBertConfig, model_args: ModelArguments):
+    """Make `config` a ReplacedTokenDetectionModel's: the objective, the generator's sizes and the rtd options. A
+    generator that cannot be built fails now (ValueError)."""
+    config.pretraining_objective = "rtd"
+    config.rtd_generator = generator_config(
+        config, model_args.generator_width, model_args.generator_layers, model_args.generator_heads)
+    config.rtd_loss_weight = model_args.rtd_loss_weight
+    for name in RTD_OPTION_DEFAULTS:
+        setattr(config, name, getattr(model_args, name))
+    build_generator_config(config)
 
 
 def check_resumed_generator(config: ScratchBertConfig, checkpoint: str):
     """A resumed rtd run rebuilds its pair from the options: refuse, by name, options that differ from the checkpoint's
     (another generator would not load its weights; another loss weight would silently change the objective)."""
     saved = json.loads((Path(checkpoint) / "config.json").read_text())
-    defaults = {"rtd_discriminator_mlm_weight": 0.0, "rtd_masked_share": 0.0}  # checkpoints from before the options
-    for name in ("rtd_generator", "rtd_loss_weight", "rtd_discriminator_mlm_weight", "rtd_masked_share",
-                 "mlm_loss_weight", "nsp_loss_weight"):
-        if saved.get(name, defaults.get(name)) != getattr(config, name):
+    for name in ("rtd_generator", "rtd_loss_weight", *RTD_OPTION_DEFAULTS, "mlm_loss_weight", "nsp_loss_weight"):
+        trained = saved.get(name, RTD_OPTION_DEFAULTS.get(name))  # checkpoints from before the options lack them
+        if trained != getattr(config, name):
             hint = ""
-            if name == "rtd_generator" and isinstance(saved.get(name), dict):  # heads of 64 before 2026-12-06
+            if name == "rtd_generator" and isinstance(trained, dict):  # heads of 64 before 2026-12-06
                 hint = (" (a run from before the generator kept the encoder's heads: add --generator_heads "
-                        f"{saved[name].get('num_attention_heads')})")
+                        f"{trained.get('num_attention_heads')})")
             raise ConfigError(
-                f"{checkpoint} was trained with {name}={saved.get(name, defaults.get(name))!r}, these options give "
+                f"{checkpoint} was trained with {name}={trained!r}, these options give "
                 f"{getattr(config, name)!r}: resume with the options it was trained with{hint}"
             )
 
@@ -422,16 +428,10 @@ def discriminator_from_mlm(mlm, model_args: ModelArguments, data_args: DataArgum
     try:
         config = ScratchBertConfig(**{
             **mlm.config.to_dict(),
-            "pretraining_objective": "rtd",
             "mlm_loss_weight": model_args.mlm_loss_weight,  # the generator's, from now on
             "nsp_loss_weight": 0.0 if data_args.mlm_only else model_args.nsp_loss_weight,
         })
-        config.rtd_generator = generator_config(
-            config, model_args.generator_width, model_args.generator_layers, model_args.generator_heads)
-        config.rtd_loss_weight = model_args.rtd_loss_weight
-        config.rtd_discriminator_mlm_weight = model_args.rtd_discriminator_mlm_weight
-        config.rtd_masked_share = model_args.rtd_masked_share
-        build_generator_config(config)
+        add_rtd_fields(config, model_args)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     model = ReplacedTokenDetectionModel._from_config(config, attn_implementation=model_args.attn_implementation)

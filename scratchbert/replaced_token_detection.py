@@ -66,16 +66,20 @@ def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_
             "intermediate_size": max(1, round(discriminator.intermediate_size * width))}
 
 
-def discriminator_mlm_weight(config: ScratchBertConfig) -> float:
-    """The weight of the discriminator's own MLM loss; 0 (none) for configs saved before the option existed."""
-    return getattr(config, "rtd_discriminator_mlm_weight", 0.0) or 0.0
+# Optional rtd fields of a config and their "off" values, which configs saved before the options existed lack.
+RTD_OPTION_DEFAULTS = {"rtd_discriminator_mlm_weight": 0.0, "rtd_masked_share": 0.0}
+
+
+def rtd_option(config: ScratchBertConfig, name: str) -> float:
+    """An optional rtd field of `config` (RTD_OPTION_DEFAULTS), its default when the config lacks it."""
+    return getattr(config, name, None) or RTD_OPTION_DEFAULTS[name]
 
 
 def build_generator_config(config: ScratchBertConfig) -> ScratchBertConfig:
     """The generator's ScratchBertConfig: the discriminator's, with the generator's sizes and its embeddings' width."""
     fields = config.to_dict()
-    for key in ("rtd_generator", "rtd_loss_weight", "rtd_discriminator_mlm_weight", "rtd_masked_share", "architectures",
-                "auto_map", "model_type", "transformers_version"):
+    for key in ("rtd_generator", "rtd_loss_weight", *RTD_OPTION_DEFAULTS, "architectures", "auto_map", "model_type",
+                "transformers_version"):
         fields.pop(key, None)
     fields.update(config.rtd_generator, embedding_size=config.embedding_size or config.hidden_size,
                   pretraining_objective="mlm", nsp_loss_weight=0.0)
@@ -139,7 +143,7 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         super().__init__(config)
         self.generator = ScratchBertForMaskedLM(build_generator_config(config))
         self.discriminator_mlm_head = None
-        if discriminator_mlm_weight(config) > 0:
+        if rtd_option(config, "rtd_discriminator_mlm_weight") > 0:
             self.discriminator_mlm_head = ScratchBertMLMHead(config)
             tied = {"discriminator_mlm_head.decoder.weight": "scratchbert.embeddings.word_embeddings.weight"}
             self._tied_weights_keys = {**self._tied_weights_keys, **tied}
@@ -182,14 +186,15 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         chosen = labels != -100  # [B, T]
         with torch.no_grad():
             sampled = sample_from_logits(generator_logits.detach(), sampling_generator)  # [N]
-            keep = torch.zeros_like(chosen)
+            corrupted = input_ids.clone()
+            corrupted[chosen] = sampled
+            keep = None
             if masked_share > 0:
                 draw = torch.rand(chosen.shape, generator=sampling_generator, device=chosen.device)  # [B, T]
                 keep = chosen & (draw < masked_share)
-            corrupted = input_ids.clone()
-            corrupted[chosen] = torch.where(keep[chosen], input_ids[chosen], sampled)
+                corrupted[keep] = input_ids[keep]
             replaced = (corrupted != torch.where(chosen, labels, input_ids)).long()  # [B, T], vs the original text
-        return corrupted, replaced.masked_fill(keep, -100)
+        return corrupted, replaced if keep is None else replaced.masked_fill(keep, -100)
 
     def forward(
         self,
@@ -211,7 +216,7 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         mlm_loss = mean_loss(mlm_sum, mlm_count, num_items_in_batch)
 
         corrupted, replaced = self.replace_chosen(input_ids, labels, generator_logits, sampling_generator,
-                                                  masked_share=getattr(self.config, "rtd_masked_share", 0.0) or 0.0)
+                                                  masked_share=rtd_option(self.config, "rtd_masked_share"))
         rtd_labels = replaced if attention_mask is None else replaced.masked_fill(attention_mask == 0, -100)
         # The discriminator: its encoder and heads as ScratchBertForReplacedTokenDetection.forward runs them, with
         # the last hidden states kept for its optional MLM head.
@@ -233,7 +238,7 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
             restored_logits = self.discriminator_mlm_head(encoded.last_hidden_state[chosen])  # [N, V]
             restored_sum, _ = cross_entropy_sum(restored_logits, labels[chosen])
             discriminator_mlm_loss = mean_loss(restored_sum, mlm_count, num_items_in_batch)
-            loss = loss + discriminator_mlm_weight(self.config) * discriminator_mlm_loss
+            loss = loss + rtd_option(self.config, "rtd_discriminator_mlm_weight") * discriminator_mlm_loss
         return ReplacedTokenDetectionOutput(
             loss=loss, mlm_loss=mlm_loss.detach(), rtd_loss=rtd_loss.detach(),
             discriminator_mlm_loss=None if discriminator_mlm_loss is None else discriminator_mlm_loss.detach(),
