@@ -9,8 +9,9 @@ Prints, for each figure, ScratchBert's value, transformers' value and the ratio:
    its 16k vocabulary) in bf16 against transformers' BERT of that shape: in the layout issue 20's "before" was
    measured in (with linear biases), as configured today (no linear biases), with the latter's model FLOP
    utilisation, and as configured but unpadded (unpad_inputs, an option); and the recipe's step with replaced-token
-   detection (objective rtd: generator widths 1/4 and 1/2, 2 layers, ELECTRA's 1 head, the discriminator's own MLM
-   term) against its MLM + NSP step (ratio: rtd / mlm tokens/s);
+   detection (objective rtd: generator widths 1/4 and 1/2, half the encoder's depth (the default) or all of it
+   (ELECTRA's), the encoder's heads or ELECTRA's 1, the discriminator's own MLM term) against its MLM + NSP step
+   (ratio: rtd / mlm tokens/s);
 2. sentence-pair classification on QQP-shaped batches, real (non-pad) tokens/s for fine-tuning and
    inference, against transformers padded to 128 (run_glue's default) and with dynamic padding;
 3. peak memory of a pretraining step (torch profiler memory timeline);
@@ -301,16 +302,19 @@ def main():
     # 1c. Replaced-token detection (objective: rtd) on the recipe as configured, against its MLM + NSP step: the
     # generator (a share of the width, its MLM head at masked positions only) and a head over every position.
     rtd_models = {}
-    # (width, layers, heads, discriminator MLM weight); None: as the encoder (the defaults), 0: no discriminator MLM.
-    for width, layers, heads, restore in ((0.25, None, None, 0), (0.25, None, 1, 0), (0.5, None, None, 0),
-                                          (0.25, 2, None, 0), (0.25, None, None, 1.0)):
+    # (width, layers, heads, discriminator MLM weight); None: the defaults (half the encoder's depth, its heads), 0: no
+    # discriminator MLM. The second row is as deep as the encoder, as ELECTRA's generator.
+    depth = recipe_config.num_hidden_layers
+    for width, layers, heads, restore in ((0.25, None, None, 0), (0.25, depth, None, 0), (0.25, depth, 1, 0),
+                                          (0.5, None, None, 0), (0.25, None, None, 1.0)):
         rtd_config = scratchbert.ScratchBertConfig(**{**recipe_config.to_dict(), **RECIPE_OPTIONS, **RECIPE_TODAY_OPTIONS})
         rtd_config.pretraining_objective = "rtd"
         rtd_config.rtd_generator = generator_config(rtd_config, width, layers, heads)
         rtd_config.rtd_loss_weight = 50.0
         rtd_config.rtd_discriminator_mlm_weight = restore
         model = ReplacedTokenDetectionModel(rtd_config).train()
-        name = (f"generator width {width}" + (f", {layers} layers" if layers else "") + (f", {heads} head" if heads else "")
+        name = (f"generator width {width}" + (f", {layers} layers" if layers else ", half depth")
+                + (f", {heads} head" if heads else "")
                 + (", discriminator MLM" if restore else ""))
         rtd_models[name] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True))
     rtd_rates = timed_alternation({

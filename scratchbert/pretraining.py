@@ -129,7 +129,8 @@ class ModelArguments:
         default=0.25, metadata={"help": "rtd: the generator's hidden and intermediate sizes as a share of the encoder's"}
     )
     generator_layers: int | None = field(
-        default=None, metadata={"help": "rtd: the generator's layers (default: as many as the encoder's)"}
+        default=None,
+        metadata={"help": "rtd: the generator's layers (default: half the encoder's, rounded up; ELECTRA's are as many)"},
     )
     generator_heads: int | None = field(
         default=None,
@@ -363,9 +364,14 @@ def check_resumed_generator(config: ScratchBertConfig, checkpoint: str):
         trained = saved.get(name, RTD_OPTION_DEFAULTS.get(name))  # checkpoints from before the options lack them
         if trained != getattr(config, name):
             hint = ""
-            if name == "rtd_generator" and isinstance(trained, dict):  # heads of 64 before 2026-12-06
-                hint = (" (a run from before the generator kept the encoder's heads: add --generator_heads "
-                        f"{trained.get('num_attention_heads')})")
+            if name == "rtd_generator" and isinstance(trained, dict):  # runs saved under earlier generator defaults
+                current = config.rtd_generator
+                flags = [f"--generator_{flag} {trained.get(key)}"
+                         for flag, key in (("layers", "num_hidden_layers"), ("heads", "num_attention_heads"))
+                         if trained.get(key) != current[key]]
+                if trained.get("hidden_size", current["hidden_size"]) != current["hidden_size"]:
+                    flags.append(f"--generator_width {trained['hidden_size'] / config.hidden_size:g}")
+                hint = f" (add {' '.join(flags)})" if flags else ""
             raise ConfigError(
                 f"{checkpoint} was trained with {name}={trained!r}, these options give "
                 f"{getattr(config, name)!r}: resume with the options it was trained with{hint}"

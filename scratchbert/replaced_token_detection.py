@@ -16,7 +16,8 @@ One training step, given a batch masked as for BERT (the same collator, 15 % of 
   replaced-token label there), so that term is BERT's MLM at those positions.
 The two share the token, position and segment embeddings and the embedding LayerNorm (the generator projects them to
 its width); ELECTRA's paper weighs the discriminator 50 and finds a generator 1/4 to 1/2 as wide works best. The
-generator keeps the discriminator's number of heads (narrower ones): ALiBi's slopes follow the head count.
+generator keeps the discriminator's number of heads (narrower ones): ALiBi's slopes follow the head count; it is half
+as deep by default, for the step's cost (`generator_config`).
 
 The discriminator is what a run saves as its checkpoint (every head loads its encoder); the generator is saved in
 the checkpoint's `generator/` subfolder, a plain ScratchBertForMaskedLM that answers fill-mask. This file is not
@@ -46,8 +47,14 @@ from .modeling_scratchbert import (
 
 def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_layers: int | None = None,
                      num_attention_heads: int | None = None) -> dict:
-    """The generator's sizes: `width` times the discriminator's hidden and intermediate sizes, the same depth and the
-    same number of heads (narrower ones) unless given.
+    """The generator's sizes: `width` times the discriminator's hidden and intermediate sizes, half its depth (rounded
+    up) and the same number of heads (narrower ones) unless given.
+
+    ELECTRA's generator is as deep as its discriminator; DeBERTa-v3's is half as deep. On a CPU a narrow layer costs
+    far more than its matmuls (its attention scores are as large as the encoder's): at the 30-minute recipe's shape
+    four generator layers make the step 1.36-1.42x MLM + NSP's, two 1.25-1.32x (the bound asked for: 1.3x), for a
+    generator a little behind at equal time (0.075 at [MASK] against 0.083 after 3 minutes) and a discriminator no
+    different (docs/performance.md, docs/pretraining-recipes.md).
 
     ELECTRA keeps heads of 64 (its small generator: 64 hidden, 1 head), which suits learned positions. Under ALiBi a
     head's slope comes from its index among the heads, so a 1-head generator keeps only the most global slope and
@@ -61,7 +68,7 @@ def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_
     if heads < 1 or hidden % heads:
         raise ValueError(f"generator_width={width} gives a hidden size of {hidden}, not a multiple of {heads} heads "
                          "(set generator_heads to a divisor of it)")
-    layers = num_hidden_layers or discriminator.num_hidden_layers
+    layers = num_hidden_layers or (discriminator.num_hidden_layers + 1) // 2
     return {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
             "intermediate_size": max(1, round(discriminator.intermediate_size * width))}
 

@@ -44,16 +44,20 @@ def masked_batch(config, seed=0):
     return {**batch, "labels": labels, "next_sentence_label": torch.tensor([0, 1, 0, 1])}
 
 
-def test_generator_is_a_share_of_the_discriminator_with_as_many_heads():
+def test_generator_is_a_share_of_the_discriminator_half_as_deep_with_as_many_heads():
     config = tiny_config(hidden_size=256, num_attention_heads=4, intermediate_size=1024, num_hidden_layers=4)
-    # As many heads as the discriminator, so that ALiBi gives the generator the same slopes, local ones included.
-    assert generator_config(config, 0.25) == {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4,
+    # As many heads as the discriminator, so that ALiBi gives the generator the same slopes, local ones included;
+    # half the depth, for the step's cost.
+    assert generator_config(config, 0.25) == {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
                                               "intermediate_size": 256}
-    assert generator_config(config, 0.5, num_hidden_layers=2) == {"hidden_size": 128, "num_hidden_layers": 2,
+    assert generator_config(config, 0.5, num_hidden_layers=4) == {"hidden_size": 128, "num_hidden_layers": 4,
                                                                   "num_attention_heads": 4, "intermediate_size": 512}
-    # ELECTRA-Small's generator (heads of 64), as the first rtd probes ran it.
-    assert generator_config(config, 0.25, num_attention_heads=1) == {"hidden_size": 64, "num_hidden_layers": 4,
-                                                                     "num_attention_heads": 1, "intermediate_size": 256}
+    # ELECTRA-Small's generator (as deep, heads of 64), as the first rtd probes ran it.
+    assert generator_config(config, 0.25, 4, num_attention_heads=1) == {"hidden_size": 64, "num_hidden_layers": 4,
+                                                                        "num_attention_heads": 1, "intermediate_size": 256}
+    # Half rounds up: an odd depth keeps the larger half, one layer keeps its layer.
+    for layers, half in ((3, 2), (1, 1), (12, 6)):
+        assert generator_config(tiny_config(num_hidden_layers=layers), 0.5)["num_hidden_layers"] == half
     with pytest.raises(ValueError, match="generator_width=1.5"):
         generator_config(config, 1.5)
     with pytest.raises(ValueError, match="not a multiple of 3 heads"):
@@ -415,7 +419,8 @@ def test_rtd_head_at_prior_starts_a_fresh_run_at_the_masking_share(tokenizer_dir
 
 
 def test_a_resumed_rtd_run_with_other_options_is_refused_with_a_hint(tmp_path, tokenizer_dir):
-    """From scratch and two-stage alike; a run from before the generator kept the encoder's heads is told how."""
+    """From scratch and two-stage alike; a run saved under other generator defaults (before the generator kept the
+    encoder's heads, or before it was half as deep) is told the flags that rebuild its generator."""
     from scratchbert.cli import ConfigError
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -424,8 +429,13 @@ def test_a_resumed_rtd_run_with_other_options_is_refused_with_a_hint(tmp_path, t
     data_args = DataArguments(max_seq_length=64)
     checkpoint = tmp_path / "checkpoint-2"
     build_model(ModelArguments(**shape, objective="rtd", generator_heads=1), tokenizer, data_args).save_pretrained(checkpoint)
-    with pytest.raises(ConfigError, match="add --generator_heads 1"):
+    with pytest.raises(ConfigError, match="add --generator_heads 1\\)"):
         build_model(ModelArguments(**shape, objective="rtd"), tokenizer, data_args, checkpoint=str(checkpoint))
+    deeper = dict(shape, num_hidden_layers=4)  # saved when the generator was as deep as the encoder (4 layers)
+    build_model(ModelArguments(**deeper, objective="rtd", generator_layers=4, generator_heads=1), tokenizer,
+                data_args).save_pretrained(checkpoint)
+    with pytest.raises(ConfigError, match="add --generator_layers 4 --generator_heads 1\\)"):
+        build_model(ModelArguments(**deeper, objective="rtd"), tokenizer, data_args, checkpoint=str(checkpoint))
     mlm = tmp_path / "mlm"
     ScratchBertForPreTraining(tiny_config(**shape, vocab_size=len(tokenizer))).save_pretrained(mlm)
     two_stage = ModelArguments(objective="rtd", model_name_or_path=str(mlm))
