@@ -356,6 +356,28 @@ def add_rtd_fields(config: ScratchBertConfig, model_args: ModelArguments):
     build_generator_config(config)
 
 
+def generator_flags(config: ScratchBertConfig, trained: dict) -> list[str] | None:
+    """The --generator_* options that rebuild `trained` (a checkpoint's generator sizes) beside this encoder, those
+    that differ from `config`'s: [] if none do, None if no options can (a width is offered only once it rebuilds both
+    the hidden and the intermediate size, which generator_config rounds apart)."""
+    current = config.rtd_generator
+    layers, heads = trained.get("num_hidden_layers"), trained.get("num_attention_heads")
+    flags = [f"--generator_{flag} {trained.get(key)}"
+             for flag, key in (("layers", "num_hidden_layers"), ("heads", "num_attention_heads"))
+             if trained.get(key) != current[key]]
+    if all(trained.get(key) == current[key] for key in ("hidden_size", "intermediate_size")):
+        return flags
+    ratios = [trained.get("hidden_size", 0) / config.hidden_size,
+              trained.get("intermediate_size", 0) / config.intermediate_size]
+    for width in (round(ratio, digits) for digits in range(2, 7) for ratio in ratios):
+        try:
+            if generator_config(config, width, layers, heads) == trained:
+                return [*flags, f"--generator_width {width:g}"]
+        except ValueError:  # not a width generator_config takes
+            continue
+    return None
+
+
 def check_resumed_generator(config: ScratchBertConfig, checkpoint: str):
     """A resumed rtd run rebuilds its pair from the options: refuse, by name, options that differ from the checkpoint's
     (another generator would not load its weights; another loss weight would silently change the objective)."""
@@ -365,13 +387,9 @@ def check_resumed_generator(config: ScratchBertConfig, checkpoint: str):
         if trained != getattr(config, name):
             hint = ""
             if name == "rtd_generator" and isinstance(trained, dict):  # runs saved under earlier generator defaults
-                current = config.rtd_generator
-                flags = [f"--generator_{flag} {trained.get(key)}"
-                         for flag, key in (("layers", "num_hidden_layers"), ("heads", "num_attention_heads"))
-                         if trained.get(key) != current[key]]
-                if trained.get("hidden_size", current["hidden_size"]) != current["hidden_size"]:
-                    flags.append(f"--generator_width {trained['hidden_size'] / config.hidden_size:g}")
-                hint = f" (add {' '.join(flags)})" if flags else ""
+                flags = generator_flags(config, trained)
+                hint = (f" (resume with {' '.join(flags)})" if flags
+                        else "" if flags is not None else " (no generator_* options rebuild its generator's sizes)")
             raise ConfigError(
                 f"{checkpoint} was trained with {name}={trained!r}, these options give "
                 f"{getattr(config, name)!r}: resume with the options it was trained with{hint}"

@@ -68,7 +68,9 @@ def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_
     if heads < 1 or hidden % heads:
         raise ValueError(f"generator_width={width} gives a hidden size of {hidden}, not a multiple of {heads} heads "
                          "(set generator_heads to a divisor of it)")
-    layers = num_hidden_layers or (discriminator.num_hidden_layers + 1) // 2
+    layers = (discriminator.num_hidden_layers + 1) // 2 if num_hidden_layers is None else num_hidden_layers
+    if layers < 1:
+        raise ValueError(f"generator layers={layers} must be at least 1")
     return {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
             "intermediate_size": max(1, round(discriminator.intermediate_size * width))}
 

@@ -62,6 +62,8 @@ def test_generator_is_a_share_of_the_discriminator_half_as_deep_with_as_many_hea
         generator_config(config, 1.5)
     with pytest.raises(ValueError, match="not a multiple of 3 heads"):
         generator_config(config, 0.25, num_attention_heads=3)
+    with pytest.raises(ValueError, match="layers=0 must be at least 1"):
+        generator_config(config, 0.25, num_hidden_layers=0)
 
 
 def test_generator_shares_the_embeddings_and_projects_them_to_its_width():
@@ -418,6 +420,24 @@ def test_rtd_head_at_prior_starts_a_fresh_run_at_the_masking_share(tokenizer_dir
     assert model.rtd_head.classifier.bias.item() == pytest.approx(math.log(0.1 / 0.8))
 
 
+def test_generator_flags_rebuild_a_saved_generator_or_say_none_can():
+    from scratchbert.pretraining import generator_flags
+
+    config = tiny_config(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2)
+    config.rtd_generator = generator_config(config, 0.25)  # what today's defaults build: 16 hidden, 2 layers, 2 heads
+    assert generator_flags(config, dict(config.rtd_generator)) == []
+    assert generator_flags(config, generator_config(config, 0.5, 4, 1)) == [
+        "--generator_layers 4", "--generator_heads 1", "--generator_width 0.5"]
+    # Under the 16-wide floor two widths share a hidden size: the width offered rebuilds the intermediate size too.
+    narrow = tiny_config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    narrow.rtd_generator = generator_config(narrow, 0.5)  # 16 hidden, 32 intermediate
+    assert generator_flags(narrow, generator_config(narrow, 0.25)) == ["--generator_width 0.25"]
+    # A width between the usual ones is found to the digit that rebuilds both sizes ...
+    assert generator_flags(config, {**config.rtd_generator, "intermediate_size": 33}) == ["--generator_width 0.2578"]
+    # ... and sizes no width gives (a hand-edited config) are said to be so.
+    assert generator_flags(config, {**config.rtd_generator, "intermediate_size": 1000}) is None
+
+
 def test_a_resumed_rtd_run_with_other_options_is_refused_with_a_hint(tmp_path, tokenizer_dir):
     """From scratch and two-stage alike; a run saved under other generator defaults (before the generator kept the
     encoder's heads, or before it was half as deep) is told the flags that rebuild its generator."""
@@ -429,12 +449,12 @@ def test_a_resumed_rtd_run_with_other_options_is_refused_with_a_hint(tmp_path, t
     data_args = DataArguments(max_seq_length=64)
     checkpoint = tmp_path / "checkpoint-2"
     build_model(ModelArguments(**shape, objective="rtd", generator_heads=1), tokenizer, data_args).save_pretrained(checkpoint)
-    with pytest.raises(ConfigError, match="add --generator_heads 1\\)"):
+    with pytest.raises(ConfigError, match="resume with --generator_heads 1\\)"):
         build_model(ModelArguments(**shape, objective="rtd"), tokenizer, data_args, checkpoint=str(checkpoint))
     deeper = dict(shape, num_hidden_layers=4)  # saved when the generator was as deep as the encoder (4 layers)
     build_model(ModelArguments(**deeper, objective="rtd", generator_layers=4, generator_heads=1), tokenizer,
                 data_args).save_pretrained(checkpoint)
-    with pytest.raises(ConfigError, match="add --generator_layers 4 --generator_heads 1\\)"):
+    with pytest.raises(ConfigError, match="resume with --generator_layers 4 --generator_heads 1\\)"):
         build_model(ModelArguments(**deeper, objective="rtd"), tokenizer, data_args, checkpoint=str(checkpoint))
     mlm = tmp_path / "mlm"
     ScratchBertForPreTraining(tiny_config(**shape, vocab_size=len(tokenizer))).save_pretrained(mlm)
