@@ -361,17 +361,15 @@ def generator_flags(config: ScratchBertConfig, trained: dict) -> list[str] | Non
     that differ from `config`'s: [] if none do, None if no options can (a width is offered only once it rebuilds both
     the hidden and the intermediate size, which generator_config rounds apart)."""
     current = config.rtd_generator
-    layers, heads = trained.get("num_hidden_layers"), trained.get("num_attention_heads")
-    flags = [f"--generator_{flag} {trained.get(key)}"
+    flags = [f"--generator_{flag} {trained[key]}"
              for flag, key in (("layers", "num_hidden_layers"), ("heads", "num_attention_heads"))
-             if trained.get(key) != current[key]]
-    if all(trained.get(key) == current[key] for key in ("hidden_size", "intermediate_size")):
+             if trained[key] != current[key]]
+    if all(trained[key] == current[key] for key in ("hidden_size", "intermediate_size")):
         return flags
-    ratios = [trained.get("hidden_size", 0) / config.hidden_size,
-              trained.get("intermediate_size", 0) / config.intermediate_size]
+    ratios = (trained["hidden_size"] / config.hidden_size, trained["intermediate_size"] / config.intermediate_size)
     for width in (round(ratio, digits) for digits in range(2, 7) for ratio in ratios):
         try:
-            if generator_config(config, width, layers, heads) == trained:
+            if generator_config(config, width, trained["num_hidden_layers"], trained["num_attention_heads"]) == trained:
                 return [*flags, f"--generator_width {width:g}"]
         except ValueError:  # not a width generator_config takes
             continue
@@ -387,9 +385,11 @@ def check_resumed_generator(config: ScratchBertConfig, checkpoint: str):
         if trained != getattr(config, name):
             hint = ""
             if name == "rtd_generator" and isinstance(trained, dict):  # runs saved under earlier generator defaults
-                flags = generator_flags(config, trained)
-                hint = (f" (resume with {' '.join(flags)})" if flags
-                        else "" if flags is not None else " (no generator_* options rebuild its generator's sizes)")
+                flags = generator_flags(config, trained)  # never [] here: the sizes differ
+                if flags is None:
+                    hint = " (no generator_* options rebuild its generator's sizes)"
+                else:
+                    hint = f" (resume with {' '.join(flags)})"
             raise ConfigError(
                 f"{checkpoint} was trained with {name}={trained!r}, these options give "
                 f"{getattr(config, name)!r}: resume with the options it was trained with{hint}"
