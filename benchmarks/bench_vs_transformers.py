@@ -34,6 +34,7 @@ import torch
 import transformers
 
 import scratchbert  # the installed package (pip install -e .), never the source tree by path
+from scratchbert.blockwise_cross_entropy import use_blockwise_cross_entropy
 from scratchbert.convert import bert_to_scratchbert_state_dict, scratchbert_config_to_bert
 from scratchbert.corpus import load_documents
 from scratchbert.pretraining_data import DataCollatorForPretraining, build_examples, tokenize_documents
@@ -122,7 +123,7 @@ def model_pair(head: str, config, **scratch_options):
     bert_config = scratchbert_config_to_bert(config)
     bert = getattr(transformers, f"Bert{head}")(bert_config)
     scratch_config = scratchbert.ScratchBertConfig(**{**config.to_dict(), **scratch_options})
-    scratch = getattr(scratchbert, f"ScratchBert{head}")(scratch_config)
+    scratch = use_blockwise_cross_entropy(getattr(scratchbert, f"ScratchBert{head}")(scratch_config))  # as training runs it
     state = bert_to_scratchbert_state_dict(bert.state_dict())
     if head == "Model":  # the bare encoder's own keys carry no `scratchbert.` prefix
         state = {k.removeprefix("scratchbert."): v for k, v in state.items()}
@@ -268,8 +269,8 @@ def main():
     recipe, bert_recipe = model_pair("ForPreTraining", recipe_config, **RECIPE_OPTIONS)
     # Today's config also drops the layers' linear biases, a layout transformers' BERT has no weights for, so this
     # model keeps its own initial weights (a step's speed does not depend on them).
-    recipe_today = scratchbert.ScratchBertForPreTraining(
-        scratchbert.ScratchBertConfig(**{**recipe_config.to_dict(), **RECIPE_OPTIONS, **RECIPE_TODAY_OPTIONS}))
+    recipe_today = use_blockwise_cross_entropy(scratchbert.ScratchBertForPreTraining(
+        scratchbert.ScratchBertConfig(**{**recipe_config.to_dict(), **RECIPE_OPTIONS, **RECIPE_TODAY_OPTIONS})))
     for model in (recipe, recipe_today, bert_recipe):
         model.train()
     opt_r = torch.optim.AdamW(recipe.parameters(), lr=1e-4, fused=True)
@@ -302,20 +303,16 @@ def main():
     # 1c. Replaced-token detection (objective: rtd) on the recipe as configured, against its MLM + NSP step: the
     # generator (a share of the width, its MLM head at masked positions only) and a head over every position.
     rtd_models = {}
-    # (width, layers, heads, discriminator MLM weight); None: the defaults (half the encoder's depth, its heads), 0: no
-    # discriminator MLM. The second row is as deep as the encoder, as ELECTRA's generator.
+    # (width, layers); None: the default (half the encoder's depth). The second row is as deep as the encoder, as
+    # ELECTRA's generator.
     depth = recipe_config.num_hidden_layers
-    for width, layers, heads, restore in ((0.25, None, None, 0), (0.25, depth, None, 0), (0.25, depth, 1, 0),
-                                          (0.5, None, None, 0), (0.25, None, None, 1.0)):
+    for width, layers in ((0.25, None), (0.25, depth), (0.5, None)):
         rtd_config = scratchbert.ScratchBertConfig(**{**recipe_config.to_dict(), **RECIPE_OPTIONS, **RECIPE_TODAY_OPTIONS})
         rtd_config.pretraining_objective = "rtd"
-        rtd_config.rtd_generator = generator_config(rtd_config, width, layers, heads)
+        rtd_config.rtd_generator = generator_config(rtd_config, width, layers)
         rtd_config.rtd_loss_weight = 50.0
-        rtd_config.rtd_discriminator_mlm_weight = restore
-        model = ReplacedTokenDetectionModel(rtd_config).train()
-        name = (f"generator width {width}" + (f", {layers} layers" if layers else ", half depth")
-                + (f", {heads} head" if heads else "")
-                + (", discriminator MLM" if restore else ""))
+        model = use_blockwise_cross_entropy(ReplacedTokenDetectionModel(rtd_config)).train()
+        name = f"generator width {width}" + (f", {layers} layers" if layers else ", half depth")
         rtd_models[name] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True))
     rtd_rates = timed_alternation({
         "rt": lambda b: train_step(recipe_today, opt_rt, b, True),

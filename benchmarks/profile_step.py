@@ -40,6 +40,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scratchbert  # noqa: E402
+import scratchbert.blockwise_cross_entropy  # noqa: E402
 from bench_vs_transformers import corpus_and_tokenizer, matmul_peak, useful_flops_per_token  # noqa: E402
 from scratchbert.pretraining_data import DataCollatorForPretraining, build_examples, tokenize_documents  # noqa: E402
 
@@ -156,7 +157,7 @@ def profile_shape(name, options, documents, tokenizer, args) -> dict:
     for dtype in args.dtypes:
         bf16 = dtype == "bf16"
         torch.manual_seed(0)
-        model = scratchbert.ScratchBertForPreTraining(config).train()
+        model = scratchbert.blockwise_cross_entropy.use_blockwise_cross_entropy(scratchbert.ScratchBertForPreTraining(config).train())
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         for batch in batches[:2]:  # warm-up: allocations, oneDNN kernel choice, optimizer state
             train_step(model, optimizer, batch, bf16)
@@ -215,7 +216,7 @@ def profile_shape(name, options, documents, tokenizer, args) -> dict:
 def compile_comparison(config, batches, bf16, args) -> dict:
     """Eager against torch.compile(model) (inductor), same weights and batches, alternated over rounds."""
     torch.manual_seed(0)
-    eager = scratchbert.ScratchBertForPreTraining(config).train()
+    eager = scratchbert.blockwise_cross_entropy.use_blockwise_cross_entropy(scratchbert.ScratchBertForPreTraining(config).train())
     compiled_model = scratchbert.ScratchBertForPreTraining(config).train()
     compiled_model.load_state_dict(eager.state_dict())
     compiled = torch.compile(compiled_model)
@@ -266,7 +267,7 @@ def attention_comparison(model, optimizer, batches, bf16, args) -> dict:
 
 def loss_comparison(model, optimizer, batches, bf16, args) -> dict:
     """The CPU low-precision loss computed a block of rows at a time against F.cross_entropy on fp32 logits."""
-    blockwise = scratchbert.modeling_scratchbert.BlockwiseCrossEntropySum
+    blockwise = scratchbert.blockwise_cross_entropy.BlockwiseCrossEntropySum
     return switch_comparison(blockwise, "enabled_on_cpu", ("plain", "blockwise"), model, optimizer, batches, bf16, args)
 
 

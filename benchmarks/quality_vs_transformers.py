@@ -40,7 +40,7 @@ from scratchbert.pretraining import (
     build_trainer,
     load_documents_and_tokenizer,
 )
-from scratchbert.runs import RunArguments
+from scratchbert.runs.options import RunArguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "pretrain_wikipedia_30min.yaml"

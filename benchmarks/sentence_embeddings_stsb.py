@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 import scratchbert  # noqa: F401  (registers the Auto classes)
 from scratchbert.glue_tasks import read_local_task, task_named
+from scratchbert.sentence_embeddings import write_sentence_transformers_files
 
 
 def correlations(folder: str, pairs) -> dict:
@@ -45,6 +46,7 @@ def main() -> None:
         torch.manual_seed(args.seed)
         AutoModel.from_config(AutoConfig.from_pretrained(args.checkpoint)).save_pretrained(random_folder)
         AutoTokenizer.from_pretrained(args.checkpoint).save_pretrained(random_folder)
+        write_sentence_transformers_files(random_folder)  # mean pooling, as the checkpoint's own files say
         report["random_init"] = correlations(random_folder, dev)
     print(json.dumps(report, indent=2))
 

@@ -39,7 +39,7 @@ from scratchbert.pretraining import (
     build_trainer,
     load_documents_and_tokenizer,
 )
-from scratchbert.runs import RunArguments, ScratchBertTrainingArguments
+from scratchbert.runs.options import RunArguments, ScratchBertTrainingArguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,6 @@ def main(argv=None):
         "gradient_accumulation_steps > 1": training_args.gradient_accumulation_steps > 1,
         "torch_compile": training_args.torch_compile,
         "fp16": training_args.fp16,
-        "mlm_probability_start (the Trainer thins masks the bare step would not)": data_args.mlm_probability_start is not None,
         "a device other than the CPU": training_args.device.type != "cpu",
     }
     if any(unlike.values()):

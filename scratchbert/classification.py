@@ -16,7 +16,6 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-import transformers
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -24,29 +23,19 @@ from transformers import (
     DataCollatorWithPadding,
 )
 
-from .cli import ConfigError, packaged_config, parse_config
+from .cli import ConfigError, packaged_config
 from .configuration_scratchbert import CLASSIFIER_POOLINGS, ScratchBertConfig
 from .corpus import CorpusError, load_documents
 from .glue_tasks import TASKS as GLUE_TASKS
 from .glue_tasks import GlueDataError, load_hub_task, read_local_task, task_named
 from .metrics import load_metric
-from .model_cards import front_matter, hub_id_or_none
+from .model_cards import write_classification_card
 from .pretraining_data import build_dataset, cached_wordpiece_tokenizer, split_documents
-from .runs import (
-    GuardedTrainer,
-    RunArguments,
-    ScratchBertTrainingArguments,
-    check_sequence_length,
-    check_output_dir,
-    check_run_options,
-    publish_results,
-    resolve_checkpoint,
-    script_main,
-    save_final_model,
-    setup_logging,
-    tokenizer_for_run,
-    train_and_report_io_errors,
-)
+from .runs.distributed import tokenizer_for_run
+from .runs.hub import publish_results
+from .runs.options import check_sequence_length
+from .runs.script import script_main, start_run
+from .runs.trainer import GuardedTrainer, save_final_model, train_and_report_io_errors
 
 logger = logging.getLogger(__name__)
 
@@ -604,73 +593,18 @@ def write_predictions(trainer, split: datasets.Dataset, label_names: list[str] |
                 f.write(f"{index}\t{row[0]:.6f}\n" if label_names is None else f"{index}\t{label_names[int(row.argmax())]}\n")
 
 
-def write_model_card(output_dir: Path, results: dict, model_args, data_args, config_path):
-    data = (
-        f"GLUE {data_args.task_name}" if data_args.task_name
-        else f"`{data_args.dataset_name}`" if data_args.dataset_name
-        else f"`{data_args.train_file}`" if data_args.train_file
-        else f"next-sentence pairs from the {data_args.nsp_corpus or 'offline'} corpus"
-    )
-    start = "random weights" if model_args.random_init or not model_args.model_name_or_path else f"`{model_args.model_name_or_path}`"
-    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items())
-    names = {"accuracy": "accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
-             "pearsonr": "Pearson correlation", "spearmanr": "Spearman correlation"}
-    split = results.get("eval_split") or "validation"
-    # The model-index holds the model's own scores only, each with its split; the baselines are in the table below.
-    metrics = [(metric, f"{label} (validation)", results[f"eval_{metric}"]) for metric, label in names.items()
-               if isinstance(results.get(f"eval_{metric}"), (int, float))]
-    if isinstance(results.get("eval_mismatched_accuracy"), (int, float)):  # MNLI's second dev set
-        metrics.append(("accuracy", "accuracy (validation_mismatched)", results["eval_mismatched_accuracy"], "validation_mismatched"))
-    baselines = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in results.items()
-                          if "_baseline_" in k and isinstance(v, (int, float)))
-    from_hub = bool(data_args.task_name and not data_args.glue_dir)
-    dataset_type = (
-        "nyu-mll/glue" if from_hub else "glue" if data_args.task_name else data_args.dataset_name
-        or (Path(data_args.train_file).suffix.lstrip(".").lower().replace("tsv", "csv").replace("jsonl", "json")
-            if data_args.train_file else "nsp-pairs")
-    )
-    dataset_config = (
-        data_args.task_name or data_args.dataset_config_name if data_args.task_name or data_args.dataset_name
-        else None if data_args.train_file else data_args.nsp_corpus or "offline"
-    )
-    header = front_matter(
-        model_name=output_dir.name, pipeline_tag="text-classification", tags=["scratchbert", "text-classification"],
-        task_type="text-classification", dataset_name=data.replace("`", ""), dataset_type=dataset_type,
-        dataset_config=dataset_config, dataset_split=split, metrics=metrics,
-        datasets=["nyu-mll/glue"] if from_hub else [data_args.dataset_name] if data_args.dataset_name else None,
-        base_model=None if model_args.random_init else hub_id_or_none(model_args.model_name_or_path),
-    )
-    (output_dir / "README.md").write_text(header + f"""
-# ScratchBert fine-tuned on {data}
-
-Fine-tuned from {start} with ScratchBert's run_classification.py{f' (config `{config_path}`)' if config_path else ''},
-max sequence length {data_args.max_seq_length}. Scored on split `{split}`{f'; the trivial lines on it (not this model): {baselines}' if baselines else ''}.
-
-| metric | value |
-|---|---|
-{rows}
-
-```python
-from transformers import pipeline
-classify = pipeline("text-classification", model="{output_dir.name}", trust_remote_code=True)
-classify({{"text": "first sentence", "text_pair": "second sentence"}})
-```
-""")
+def check_model_path(model_args: ModelArguments, data_args: DataArguments, training_args):
+    """start_run's check: a local model folder is a ScratchBert checkpoint, before the output folder is touched."""
+    if model_args.model_name_or_path:
+        check_checkpoint(model_args.model_name_or_path)
 
 
 def run(argv: list[str] | None = None) -> dict:
     start = time.time()
-    model_args, data_args, run_args, training_args, config_path = parse_config(
-        (ModelArguments, DataArguments, RunArguments, ScratchBertTrainingArguments), argv, DEFAULT_CONFIG
+    model_args, data_args, run_args, training_args, config_path, checkpoint, push_to_hub = start_run(
+        ModelArguments, DataArguments, argv, DEFAULT_CONFIG, check=check_model_path,
+        layerwise_lr_decay=lambda model_args: model_args.layerwise_lr_decay,
     )
-    setup_logging(training_args, run_args)
-    check_run_options(training_args, run_args, model_args.layerwise_lr_decay)
-    check_output_dir(training_args, run_args)
-    checkpoint = resolve_checkpoint(training_args)
-    if model_args.model_name_or_path:
-        check_checkpoint(model_args.model_name_or_path)
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    transformers.set_seed(training_args.seed)
 
     raw, text_1, text_2, dev_split = load_raw_splits(data_args)
     # One tokenizer for the whole run: global rank 0 loads or trains it, every other rank loads its files.
@@ -731,7 +665,7 @@ def run(argv: list[str] | None = None) -> dict:
             write_predictions(trainer, splits[name], label_names, path)
             results[f"predictions_file{name.removeprefix('test')}"] = str(path)
     if trainer.is_world_process_zero():
-        write_model_card(output_dir, results, model_args, data_args, config_path)
+        write_classification_card(output_dir, results, model_args, data_args, config_path)
         publish_results(output_dir, results, run_args, training_args, push_to_hub)
     return results
 

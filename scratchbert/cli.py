@@ -5,8 +5,9 @@
     python run_pretraining.py --config configs/x.yaml --max_steps 10
 
 The YAML file sets defaults for the dataclass fields and flags override them. Unknown keys in the file and
-unknown flags are errors that name them. The configs ship inside the package (scratchbert/configs, which a
-checkout also shows as configs/), so an installed wheel finds them by name from any folder:
+unknown flags are errors that name them; so is a retired option, with where it went (a script's `retired` table).
+The configs ship inside the package (scratchbert/configs, which a checkout also shows as configs/), so an installed
+wheel finds them by name from any folder:
 
     scratchbert-pretrain pretrain_wikipedia_30min.yaml     # = configs/pretrain_wikipedia_30min.yaml
 """
@@ -59,7 +60,34 @@ def split_config_path(argv: list[str]) -> tuple[str | None, list[str]]:
     return None, argv
 
 
-def read_yaml_config(path: str | Path, dataclass_types) -> dict:
+RETIRED_AT = "0162353"  # the last commit that ran the options issue 44 retired
+
+
+def retired_option(name: str, commit: str = RETIRED_AT) -> str:
+    """The refusal of a retired option: where its finding is written down, and the last commit that ran it."""
+    return f"{name} was retired: its finding is in docs/lab-notebook.md#{name} (last ran at commit {commit})"
+
+
+def moved_option(name: str, example: str, into: str = "config_overrides") -> str:
+    """The refusal of an option that is now set through another one (`example`: a value to show)."""
+    return f"{name} is set through {into} now, e.g. {into}: {name}={example}"
+
+
+def refuse_retired(names, retired: dict[str, str] | None):
+    """A ConfigError with the first of `names` (YAML keys, or flags without their dashes) that `retired` lists."""
+    for name in names:
+        if retired and name in retired:
+            raise ConfigError(retired[name])
+
+
+def flag_names(argv: list[str]):
+    """The option names argv's flags spell: `--name`, `--name=value` and `--name-with-dashes` alike."""
+    for arg in argv:
+        if arg.startswith("--") and len(arg) > 2:
+            yield arg[2:].split("=", 1)[0].replace("-", "_")
+
+
+def read_yaml_config(path: str | Path, dataclass_types, retired: dict[str, str] | None = None) -> dict:
     path = find_config(path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -67,6 +95,7 @@ def read_yaml_config(path: str | Path, dataclass_types) -> dict:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must be a mapping of key: value, got {type(values).__name__}")
+    refuse_retired(values, retired)
     known = {f.name for cls in dataclass_types for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -74,17 +103,21 @@ def read_yaml_config(path: str | Path, dataclass_types) -> dict:
     return values
 
 
-def parse_config(dataclass_types, argv: list[str] | None = None, default_config: str | Path | None = None):
+def parse_config(dataclass_types, argv: list[str] | None = None, default_config: str | Path | None = None,
+                 retired: dict[str, str] | None = None):
     """Parse YAML + flags into instances of `dataclass_types`; the file is `default_config` when none is given.
 
+    `retired` maps options that are gone (retired, or moved into another option) to the message that refuses them,
+    from a YAML key or a flag, before anything else is parsed.
     Returns (instances..., the path of the YAML file used or None).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     config_path, argv = split_config_path(argv)
+    refuse_retired(flag_names(argv), retired)
     config_path = find_config(config_path) if config_path else default_config
     parser = HfArgumentParser(dataclass_types)
     if config_path is not None:
-        values = read_yaml_config(config_path, dataclass_types)
+        values = read_yaml_config(config_path, dataclass_types, retired)
         # argparse converts string defaults with the field's type, so a wrong type in YAML gets argparse's message.
         parser.set_defaults(**{k: (str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in values.items()})
         for action in parser._actions:  # a field required by its dataclass is satisfied by the file

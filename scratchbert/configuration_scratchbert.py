@@ -15,6 +15,9 @@ FEED_FORWARD_TYPES = ("mlp", "glu")
 # What trained the encoder: "mlm" (BERT's masked LM, with its MLM head) or "rtd" (ELECTRA's replaced-token detection:
 # the encoder is the discriminator and holds no MLM head; its generator is saved beside it).
 PRETRAINING_OBJECTIVES = ("mlm", "rtd")
+# Options that left with their code: a config that still turns one on is refused, naming where its finding is kept.
+# Turned off (an older config.json's `false`), one is dropped without a word.
+RETIRED_OPTIONS = {"deepnorm": "docs/lab-notebook.md#deepnorm (last ran at commit 0162353)"}
 
 
 class ScratchBertConfig(PreTrainedConfig):
@@ -52,12 +55,6 @@ class ScratchBertConfig(PreTrainedConfig):
         linear_bias: whether the encoder layers' linear layers (QKV, attention output, feed-forward) have biases.
             False drops them (Cramming): fewer elementwise ops, a BERT-shaped model otherwise. LayerNorms, the
             embeddings and the heads keep theirs. No BERT layout: `scratchbert.convert` refuses False.
-        deepnorm: DeepNorm (Wang et al. 2022, "DeepNet") for post-LN layers: every sub-layer computes
-            LN(alpha * x + f(x)) with alpha = (2N)^(1/4), N = num_hidden_layers, and a fresh model starts the
-            feed-forward, attention-output and value weights at beta = (8N)^(-1/4) times initializer_range (the
-            encoder-only constants of the paper). It bounds how far an update moves the output, so post-LN keeps
-            BERT's layout yet tolerates higher learning rates. Only with layer_norm_position "post". No BERT
-            layout: `scratchbert.convert` refuses True.
         embedding_size: width of the token, position and segment embeddings; `None` (BERT's) means `hidden_size`.
             A different width adds `embeddings_project` (embedding_size -> hidden_size) after the embeddings, and the
             MLM head maps back to embedding_size before its tied decoder: how ELECTRA's small generator shares the
@@ -102,7 +99,6 @@ class ScratchBertConfig(PreTrainedConfig):
         attention_position_bias: str = "none",
         feed_forward_type: str = "mlp",
         linear_bias: bool = True,
-        deepnorm: bool = False,
         embedding_size: int | None = None,
         pretraining_objective: str = "mlm",
         pad_token_id: int | None = 0,
@@ -115,6 +111,9 @@ class ScratchBertConfig(PreTrainedConfig):
         tie_word_embeddings: bool = True,
         **kwargs,
     ):
+        for name, finding in RETIRED_OPTIONS.items():
+            if kwargs.pop(name, False):
+                raise ValueError(f"{name} was retired: its finding is in {finding}")
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
@@ -132,7 +131,6 @@ class ScratchBertConfig(PreTrainedConfig):
         self.attention_position_bias = attention_position_bias
         self.feed_forward_type = feed_forward_type
         self.linear_bias = linear_bias
-        self.deepnorm = deepnorm
         # As wide as the layers is BERT's layout, whichever way it is written: stored as None.
         self.embedding_size = None if embedding_size == hidden_size else embedding_size
         self.pretraining_objective = pretraining_objective
@@ -192,14 +190,8 @@ class ScratchBertConfig(PreTrainedConfig):
                 raise ValueError(
                     f"ScratchBertConfig.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
                 )
-        for name in ("linear_bias", "deepnorm"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"ScratchBertConfig.{name} must be true or false, got {getattr(self, name)!r}")
-        if self.deepnorm and self.layer_norm_position != "post":
-            raise ValueError(
-                "ScratchBertConfig.deepnorm scales the residual of post-LN layers; it needs layer_norm_position "
-                f"'post', got {self.layer_norm_position!r}"
-            )
+        if not isinstance(self.linear_bias, bool):
+            raise ValueError(f"ScratchBertConfig.linear_bias must be true or false, got {self.linear_bias!r}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"ScratchBertConfig.pad_token_id must be None or in [0, vocab_size={self.vocab_size}), "

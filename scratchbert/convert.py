@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 
 from .configuration_scratchbert import ScratchBertConfig
 from . import modeling_scratchbert
+from .sentence_embeddings import write_sentence_transformers_files
 
 # BERT head class -> ScratchBert head class (the same task, the same heads), from the one list of heads.
 HEAD_CLASSES = {
@@ -185,7 +186,6 @@ BERT_LAYOUT = {
     "classifier_pooling": ("cls", "BERT's classifier reads the pooled [CLS] vector"),
     "feed_forward_type": ("mlp", "BERT's feed-forward block is an ungated MLP"),
     "linear_bias": (True, "every linear layer of BERT has a bias"),
-    "deepnorm": (False, "BERT's residual sums are unscaled"),
     "embedding_size": (None, "BERT's embeddings are as wide as its layers"),
 }
 
@@ -366,7 +366,8 @@ def _finish_destination(staging: Path, dst: Path, src: Path):
 
 
 def convert_bert_to_scratchbert(src: str | os.PathLike, dst: str | os.PathLike, head: str | None = None) -> dict:
-    """Convert a transformers BERT folder into a ScratchBert folder (config, weights, tokenizer, remote code).
+    """Convert a transformers BERT folder into a ScratchBert folder (config, weights, tokenizer, remote code,
+    sentence-transformers' files).
 
     Returns {"head": ScratchBert class name, "newly_initialized": [keys the source lacked]}.
     """
@@ -394,6 +395,7 @@ def convert_bert_to_scratchbert(src: str | os.PathLike, dst: str | os.PathLike, 
     staging = _prepare_destination(dst)
     try:
         model.save_pretrained(staging)
+        write_sentence_transformers_files(staging)
         _finish_destination(staging, dst, src)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

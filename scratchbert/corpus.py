@@ -121,7 +121,10 @@ def offline_documents() -> list[str]:
     return list(_offline_documents())
 
 
-def synthetic_documents(num_documents: int = 2000, seed: int = 0) -> list[str]:
+SYNTHETIC_DOCUMENTS = 2000  # the synthetic corpus's size when max_documents does not set it
+
+
+def synthetic_documents(num_documents: int = SYNTHETIC_DOCUMENTS, seed: int = 0) -> list[str]:
     """Random-word documents where sentences of one document share a topic vocabulary.
 
     So a true next sentence B shares words with A and a random B mostly does not: NSP and MLM are both
@@ -158,14 +161,14 @@ def load_documents(
     text_column: str = "text",
     streaming: bool = False,
     max_documents: int | None = None,
-    synthetic_documents_count: int = 2000,
     seed: int = 0,
     cache_dir: str | None = None,
 ):
     """Load one source as a dataset (or IterableDataset when streaming) with a single `text` column.
 
     Exactly one of `dataset_name`, `train_file` or `corpus` ("offline", "synthetic") may be given; none means
-    the offline default. Errors (missing file, empty corpus, unknown column) are raised before any work.
+    the offline default. The synthetic corpus generates `max_documents` documents (SYNTHETIC_DOCUMENTS when unset).
+    Errors (missing file, empty corpus, unknown column) are raised before any work.
     """
     chosen = [name for name, value in (("dataset_name", dataset_name), ("train_file", train_file), ("corpus", corpus)) if value]
     if len(chosen) > 1:
@@ -185,7 +188,7 @@ def load_documents(
         if corpus == "offline":
             texts = offline_documents()
         elif corpus == "synthetic":
-            texts = synthetic_documents(synthetic_documents_count, seed)
+            texts = synthetic_documents(SYNTHETIC_DOCUMENTS if max_documents is None else max_documents, seed)
         else:
             raise CorpusError(f"corpus must be 'offline' or 'synthetic', got {corpus!r}")
         documents = documents_from_texts(texts, cache_dir)

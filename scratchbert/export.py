@@ -89,6 +89,14 @@ def task_of(config) -> str:
     return HEAD_TASKS[head][0]
 
 
+def pair_head_untrained(config) -> bool:
+    """A pretraining checkpoint whose pooler and next-sentence head no loss reached: an MLM-only run (or an rtd run
+    without a pair objective) keeps them as they were initialised, and its config records that as nsp_loss_weight 0.
+    A fine-tuned head's config inherits that weight, but its pooler did train: only the pretraining heads count."""
+    pretraining_heads = ("ScratchBertForPreTraining", "ScratchBertForReplacedTokenDetection")
+    return saved_head(config) in pretraining_heads and getattr(config, "nsp_loss_weight", 1.0) == 0
+
+
 class OnnxInterface(torch.nn.Module):
     """The model with positional tensor inputs and a tuple of named outputs: the signature the graph gets."""
 
@@ -140,6 +148,10 @@ def load_for_export(checkpoint: str, task: str | None):
     if head in HEAD_TASKS and task not in HEAD_TASKS[head]:
         raise ExportError(f"{checkpoint} was saved as {head}, which has no {task} head; it exports as "
                           f"{' or '.join(HEAD_TASKS[head])}")
+    pair_untrained = pair_head_untrained(config)
+    if pair_untrained and task == "next-sentence-prediction":
+        raise ExportError(f"{checkpoint} was pretrained without a pair objective (nsp_loss_weight 0: MLM only), so its "
+                          "next-sentence head never trained; export fill-mask or feature-extraction")
     auto_class, output_names, _ = TASKS[task]
     config.unpad_inputs = False  # data-dependent shapes; the padded path gives the same outputs
     try:
@@ -151,7 +163,8 @@ def load_for_export(checkpoint: str, task: str | None):
                                               for entry in loading.get("mismatched_keys", ())}
     if task == "feature-extraction" and model.pooler is not None:
         pooler = {key for key in missing if key.startswith("pooler.")}
-        if pooler:  # no pooler saved (token classification, mean pooling, masked LM): no pooler_output
+        # No pooler saved (token classification, mean pooling, masked LM), or one no loss ever reached: no pooler_output
+        if pooler or pair_untrained:
             model.pooler, output_names, missing = None, ("last_hidden_state",), missing - pooler
     if missing:
         raise ExportError(f"{checkpoint} lacks weights that the {task} export needs: {', '.join(sorted(missing))} "

@@ -33,7 +33,8 @@ from .cli import ConfigError, packaged_config, parse_config
 from .convert import ConversionError, convert_bert_to_scratchbert
 from .corpus import CorpusError
 from .glue_tasks import TASKS, GlueDataError, GlueTask, check_task_files, task_named, tasks_in
-from .runs import TrainingFailure, script_main
+from .runs.script import script_main
+from .runs.trainer import TrainingFailure
 
 logger = logging.getLogger(__name__)
 

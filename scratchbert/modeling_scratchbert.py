@@ -9,7 +9,6 @@ the configuration beside it and the standard library. It never imports transform
 parameter names are ScratchBert's own (scratchbert.convert maps them to and from BERT's).
 """
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -31,13 +30,11 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from transformers.utils import ModelOutput, logging
+from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_scratchbert import ScratchBertConfig
-
-logger = logging.get_logger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -210,8 +207,6 @@ class ScratchBertLayer(GradientCheckpointingLayer):
     """Post-LayerNorm transformer layer: x = LN(x + attn(x)); x = LN(x + FFN(x)), as in BERT.
 
     With config.layer_norm_position = "pre": x = x + attn(LN(x)); x = x + FFN(LN(x)) (same parameters, other order).
-    With config.deepnorm (post-LN only): x = LN(alpha * x + attn(x)); x = LN(alpha * x + FFN(x)), alpha = (2N)^(1/4);
-    its smaller init of the FFN, attention-output and value weights is marked here and applied by `_init_weights`.
     With config.feed_forward_type = "glu", FFN(x) = ffn_out(act(gate) * value), where [gate, value] = ffn_in(x).
     """
 
@@ -228,14 +223,6 @@ class ScratchBertLayer(GradientCheckpointingLayer):
         self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.residual_scale = 1.0  # BERT's plain residual sum
-        if config.deepnorm:
-            self.residual_scale = (2 * config.num_hidden_layers) ** 0.25
-            # and DeepNorm's init: these weights start (8N)^(-1/4) times smaller (read by _init_weights)
-            beta = (8 * config.num_hidden_layers) ** -0.25
-            for linear in (self.ffn_in, self.ffn_out, self.attention.out):
-                linear.init_std_scale = beta
-            self.attention.qkv.value_rows_init_std_scale = beta
 
     def feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:  # [B, T, H] -> [B, T, H]
         if self.gated:
@@ -250,9 +237,6 @@ class ScratchBertLayer(GradientCheckpointingLayer):
             hidden_states = hidden_states + self.dropout(attention_output)
             return hidden_states + self.dropout(self.feed_forward(self.ffn_norm(hidden_states)))
         attention_output, _ = self.attention(hidden_states, attention_bias, **kwargs)
-        if self.residual_scale != 1.0:  # DeepNorm
-            hidden_states = self.attention_norm(self.residual_scale * hidden_states + self.dropout(attention_output))
-            return self.ffn_norm(self.residual_scale * hidden_states + self.dropout(self.feed_forward(hidden_states)))
         hidden_states = self.attention_norm(hidden_states + self.dropout(attention_output))
         return self.ffn_norm(hidden_states + self.dropout(self.feed_forward(hidden_states)))
 
@@ -304,29 +288,23 @@ class ScratchBertReplacedTokenHead(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def write_sentence_transformers_files(save_directory, config: ScratchBertConfig) -> None:
-    """modules.json, sentence_bert_config.json and 1_Pooling/config.json: what sentence-transformers saves, so
-    `SentenceTransformer(folder, trust_remote_code=True)` loads our choice of pooling (the mean of the last hidden
-    states over real tokens) without guessing. Written by hand, in the long-standing format that every
-    sentence-transformers release reads (2.x to 6.x), because sentence-transformers is not a dependency of the
-    model code, which is copied into every checkpoint."""
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    pooling = {"word_embedding_dimension": config.hidden_size, "pooling_mode_cls_token": False,
-               "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
-               "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
-               "pooling_mode_lasttoken": False, "include_prompt": True}
-    files = {
-        "modules.json": modules,
-        "sentence_bert_config.json": {"max_seq_length": config.max_position_embeddings, "do_lower_case": False},
-        os.path.join("1_Pooling", "config.json"): pooling,
-    }
-    os.makedirs(os.path.join(save_directory, "1_Pooling"), exist_ok=True)
-    for name, content in files.items():
-        with open(os.path.join(save_directory, name), "w", encoding="utf-8") as f:
-            json.dump(content, f, indent=2)
+def mean_loss(loss_sum: torch.Tensor, num_items: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Mean of a summed loss over its items.
+
+    Under gradient accumulation the Trainer passes `num_items_in_batch`, the number of labelled items in the
+    whole accumulated batch: dividing by it (not by this micro-batch's count) makes 2 x 4 accumulation give the
+    same loss and update as one batch of 8. An empty micro-batch gives 0, not NaN.
+    """
+    if num_items_in_batch is not None:
+        return loss_sum / num_items_in_batch
+    return loss_sum / num_items.clamp(min=1)
+
+
+def cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor):
+    """(sum of cross-entropy over positions whose label is not -100, number of such positions), in fp32."""
+    labels = labels.reshape(-1)
+    logits = logits.reshape(labels.numel(), logits.shape[-1])  # [N, C]; N may be 0 (nothing masked)
+    return F.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum"), (labels != -100).sum()
 
 
 class ScratchBertPreTrainedModel(PreTrainedModel):
@@ -338,14 +316,16 @@ class ScratchBertPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["ScratchBertEmbeddings", "ScratchBertLayer"]
     _can_record_outputs = {"hidden_states": ScratchBertLayer, "attentions": ScratchBertSelfAttention}
 
-    def save_pretrained(self, save_directory, *args, is_main_process: bool = True, push_to_hub: bool = False, **kwargs):
-        """Save as transformers does, plus this file and the configuration's (remote code), the full auto_map and
-        the files sentence-transformers reads (`write_sentence_transformers_files`).
+    # The cross-entropy of every head's loss. scratchbert's training gives a model an equal one that is faster for
+    # bf16 logits on CPU (scratchbert/blockwise_cross_entropy.py); a checkpoint loaded elsewhere keeps this one.
+    cross_entropy_sum = staticmethod(cross_entropy_sum)
 
-        Each head's `_auto_class` (set from AUTO_CLASSES) makes transformers copy the code files. `push_to_hub()`
-        saves through here into a temporary folder and uploads all of it; `save_pretrained(push_to_hub=True)`
-        would upload inside transformers' save, before the sentence-transformers files exist, so it saves first and
-        then pushes the same way.
+    def save_pretrained(self, save_directory, *args, is_main_process: bool = True, push_to_hub: bool = False, **kwargs):
+        """Save as transformers does, plus this file and the configuration's (remote code) and the full auto_map.
+
+        Each head's `_auto_class` (set from AUTO_CLASSES) makes transformers copy the code files. A head no Auto class
+        names gets them copied here, after transformers' save; `save_pretrained(push_to_hub=True)` would upload inside
+        that save, before they exist, so it saves first and then pushes the folder through `push_to_hub()`.
         """
         self.config.auto_map = dict(AUTO_MAP)
         hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "create_pr", "token", "private") if k in kwargs}
@@ -353,7 +333,6 @@ class ScratchBertPreTrainedModel(PreTrainedModel):
         if is_main_process and os.path.isdir(save_directory):
             if self._auto_class is None and type(self).__module__ == __name__:  # a head no Auto class names
                 custom_object_save(self, save_directory)  # the code files, leaving the auto_map above as it is
-            write_sentence_transformers_files(save_directory, self.config)
             if push_to_hub:
                 repo_id = hub_kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
                 self.push_to_hub(repo_id, **hub_kwargs)
@@ -363,13 +342,7 @@ class ScratchBertPreTrainedModel(PreTrainedModel):
         """BERT's initialisation. The `init` functions skip tensors that from_pretrained has already loaded."""
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            # DeepNorm marks the linears it starts smaller (ScratchBertLayer); every other linear is BERT's.
-            init.normal_(module.weight, mean=0.0, std=std * getattr(module, "init_std_scale", 1.0))
-            value_scale = getattr(module, "value_rows_init_std_scale", None)  # the value third of a fused QKV
-            if value_scale is not None and not getattr(module.weight, "_is_hf_initialized", False):
-                # Slicing drops the "already loaded" flag, hence the check above.
-                value_rows = module.weight[2 * module.weight.shape[0] // 3 :]
-                init.normal_(value_rows, mean=0.0, std=std * value_scale)
+            init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding) and getattr(module, "is_position_table", False) and (
@@ -386,81 +359,8 @@ class ScratchBertPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
 
-def mean_loss(loss_sum: torch.Tensor, num_items: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
-    """Mean of a summed loss over its items.
-
-    Under gradient accumulation the Trainer passes `num_items_in_batch`, the number of labelled items in the
-    whole accumulated batch: dividing by it (not by this micro-batch's count) makes 2 x 4 accumulation give the
-    same loss and update as one batch of 8. An empty micro-batch gives 0, not NaN.
-    """
-    if num_items_in_batch is not None:
-        return loss_sum / num_items_in_batch
-    return loss_sum / num_items.clamp(min=1)
-
-
-class BlockwiseCrossEntropySum(torch.autograd.Function):
-    """Summed cross-entropy of bf16 / fp16 logits [N, V] (labels -100 ignored), in fp32 a block of rows at a time.
-
-    `F.cross_entropy(logits.float())` writes an fp32 copy of all N x V logits and their log-softmax, then in
-    backward an fp32 gradient of that size, which is cast back to the logits' dtype: at the 30-minute recipe's
-    shape (~600 masked positions, 16k words) three 39 MB buffers a step, which on a CPU cost more than the decoder's
-    matmul. Here each block of rows is converted, reduced and differentiated while it sits in cache, and the
-    gradient is written once, in the logits' dtype. Same maths, equal to fp32 rounding (tests/test_modeling_scratchbert.py).
-    Written by hand: no well-kept library has a CPU one (Liger's fused cross-entropy is a Triton, GPU kernel).
-    """
-
-    # Class-wide switch, for benchmarks that time it against F.cross_entropy in one process.
-    enabled_on_cpu = True
-    block_elements = 2**18  # 1 MB of fp32 per block: in a core's L2 cache
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        rows = max(1, BlockwiseCrossEntropySum.block_elements // logits.shape[-1])
-        valid = labels != -100  # [N]
-        labels = labels.masked_fill(~valid, 0)  # any valid index for gather; the row is masked out below
-        log_normaliser = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)  # [N]
-        for start in range(0, logits.shape[0], rows):
-            log_normaliser[start : start + rows] = torch.logsumexp(logits[start : start + rows].float(), dim=-1)
-        target_logit = logits.gather(1, labels[:, None]).squeeze(1).float()  # [N]
-        ctx.save_for_backward(logits, labels, valid, log_normaliser)
-        ctx.rows = rows
-        return torch.where(valid, log_normaliser - target_logit, 0.0).sum()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable  # a second derivative would miss d(log_normaliser): refuse it
-    def backward(ctx, grad_loss: torch.Tensor):
-        logits, labels, valid, log_normaliser = ctx.saved_tensors
-        scale = torch.where(valid, grad_loss.float(), 0.0)  # [N]: ignored rows get no gradient
-        grad_logits = torch.empty_like(logits)  # [N, V], the logits' dtype
-        for start in range(0, logits.shape[0], ctx.rows):
-            end = min(start + ctx.rows, logits.shape[0])
-            block = logits[start:end].float()  # [rows, V], the block's one fp32 buffer, worked on in place
-            block.sub_(log_normaliser[start:end, None]).exp_()  # softmax
-            block[torch.arange(end - start, device=block.device), labels[start:end]] -= 1.0  # - one-hot(label)
-            grad_logits[start:end] = block.mul_(scale[start:end, None])
-        return grad_logits, None
-
-
-def cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor):
-    """(sum of cross-entropy over positions whose label is not -100, number of such positions), in fp32."""
-    labels = labels.reshape(-1)
-    logits = logits.reshape(labels.numel(), logits.shape[-1])  # [N, C]; N may be 0 (nothing masked)
-    blockwise = (
-        BlockwiseCrossEntropySum.enabled_on_cpu
-        and logits.device.type == "cpu"
-        and logits.dtype in (torch.bfloat16, torch.float16)
-        and not torch.compiler.is_compiling()  # inductor fuses the plain loss itself
-    )
-    if blockwise:
-        loss_sum = BlockwiseCrossEntropySum.apply(logits, labels)
-    else:
-        loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
-    return loss_sum, (labels != -100).sum()
-
-
 class ScratchBertModel(ScratchBertPreTrainedModel):
     """The bare encoder: embeddings, `num_hidden_layers` layers and (optionally) the pooler."""
-
 
     def __init__(self, config: ScratchBertConfig, add_pooling_layer: bool = True):
         super().__init__(config)
@@ -474,7 +374,6 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
             nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.layer_norm_position == "pre" else None
         )
         self.pooler = ScratchBertPooler(config) if add_pooling_layer else None
-        self.gradient_checkpointing = False
         self.post_init()
 
     def get_input_embeddings(self):
@@ -611,14 +510,13 @@ class ScratchBertMLMMixin:
         if sparse_logits or (self.training and self.config.sparse_mlm_prediction):
             labelled = labels != -100  # [B, T]
             labelled_logits = self.mlm_head(sequence_output[labelled])  # [N, H] -> [N, V]
-            return (labelled_logits if sparse_logits else None), cross_entropy_sum(labelled_logits, labels[labelled])
+            return (labelled_logits if sparse_logits else None), self.cross_entropy_sum(labelled_logits, labels[labelled])
         logits = self.mlm_head(sequence_output)  # [B, T, V]
-        return logits, cross_entropy_sum(logits, labels)
+        return logits, self.cross_entropy_sum(logits, labels)
 
 
 class ScratchBertForPreTraining(ScratchBertMLMMixin, ScratchBertPreTrainedModel):
     """Encoder + MLM head + NSP head, trained on loss = mlm_loss_weight * MLM + nsp_loss_weight * NSP."""
-
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
@@ -678,7 +576,6 @@ class ScratchBertForPreTraining(ScratchBertMLMMixin, ScratchBertPreTrainedModel)
 class ScratchBertForMaskedLM(ScratchBertMLMMixin, ScratchBertPreTrainedModel):
     """Encoder (no pooler) + MLM head: fill-mask and MLM-only pretraining."""
 
-
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
         self.check_has_mlm_head(config)
@@ -711,7 +608,6 @@ class ScratchBertForMaskedLM(ScratchBertMLMMixin, ScratchBertPreTrainedModel):
 class ScratchBertForNextSentencePrediction(ScratchBertPreTrainedModel):
     """Encoder + NSP head: does segment B follow segment A? (label 0 = yes, 1 = B is random)."""
 
-
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
         self.scratchbert = ScratchBertModel(config)
@@ -734,7 +630,7 @@ class ScratchBertForNextSentencePrediction(ScratchBertPreTrainedModel):
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True, **kwargs
         )
         logits = self.nsp_head(outputs.pooler_output)  # [B, 2]
-        loss = None if labels is None else mean_loss(*cross_entropy_sum(logits, labels), num_items_in_batch)
+        loss = None if labels is None else mean_loss(*self.cross_entropy_sum(logits, labels), num_items_in_batch)
         return NextSentencePredictorOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -839,7 +735,6 @@ class ScratchBertForSequenceClassification(ScratchBertPreTrainedModel):
     (cross-entropy) for integer labels, multi-label (BCE with logits) otherwise.
     """
 
-
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -882,7 +777,7 @@ class ScratchBertForSequenceClassification(ScratchBertPreTrainedModel):
                 loss_sum = F.mse_loss(logits.float().squeeze(-1), labels.float().reshape(-1), reduction="sum")
                 loss = mean_loss(loss_sum, torch.tensor(labels.numel()), num_items_in_batch)
             elif self.config.problem_type == "single_label_classification":
-                loss = mean_loss(*cross_entropy_sum(logits, labels), num_items_in_batch)
+                loss = mean_loss(*self.cross_entropy_sum(logits, labels), num_items_in_batch)
             else:
                 loss_sum = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="sum")
                 loss = mean_loss(loss_sum, torch.tensor(labels.numel()), num_items_in_batch)
@@ -893,7 +788,6 @@ class ScratchBertForSequenceClassification(ScratchBertPreTrainedModel):
 
 class ScratchBertForTokenClassification(ScratchBertPreTrainedModel):
     """Encoder (no pooler) + dropout + linear per token: tagging (NER, POS)."""
-
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
@@ -919,7 +813,7 @@ class ScratchBertForTokenClassification(ScratchBertPreTrainedModel):
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True, **kwargs
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))  # [B, T, num_labels]
-        loss = None if labels is None else mean_loss(*cross_entropy_sum(logits, labels), num_items_in_batch)
+        loss = None if labels is None else mean_loss(*self.cross_entropy_sum(logits, labels), num_items_in_batch)
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -927,7 +821,6 @@ class ScratchBertForTokenClassification(ScratchBertPreTrainedModel):
 
 class ScratchBertForQuestionAnswering(ScratchBertPreTrainedModel):
     """Encoder (no pooler) + linear to start/end scores per token: extractive QA (SQuAD)."""
-
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
@@ -976,7 +869,6 @@ class ScratchBertForQuestionAnswering(ScratchBertPreTrainedModel):
 class ScratchBertForMultipleChoice(ScratchBertPreTrainedModel):
     """Encoder + linear scoring each (context, choice) pair; inputs are [B, num_choices, T]."""
 
-
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
         self.scratchbert = ScratchBertModel(config)
@@ -1011,7 +903,7 @@ class ScratchBertForMultipleChoice(ScratchBertPreTrainedModel):
             **kwargs,
         )
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)  # [B, C]
-        loss = None if labels is None else mean_loss(*cross_entropy_sum(logits, labels), num_items_in_batch)
+        loss = None if labels is None else mean_loss(*self.cross_entropy_sum(logits, labels), num_items_in_batch)
         return MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

@@ -196,15 +196,13 @@ def mask_tokens(
     mask_token_id: int,
     vocab_size: int,
     word_starts: torch.Tensor | None = None,
-    return_draws: bool = False,
-) -> tuple[torch.Tensor, ...]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking of a padded batch: (masked input ids, labels), every draw from `generator`.
 
     Tokens (or, with `word_starts`, whole words) are chosen with probability `mlm_probability`, never special
     tokens or padding; each chosen token becomes [MASK] with probability `mask_replace_prob`, a random token
     with `random_replace_prob`, and stays itself otherwise. Labels hold the original id at chosen positions,
-    -100 elsewhere. `return_draws` adds the uniform draw [B, T] that chose each token (a word's first piece's,
-    for its other pieces): `thin_masks` with it turns the batch into this one masked at any lower rate.
+    -100 elsewhere.
 
     transformers' DataCollatorForLanguageModeling masks the same way, but the generator it draws from is its
     private state, which 5.24 started re-creating on the first batch of each process: a run that must mask
@@ -227,40 +225,7 @@ def mask_tokens(
     to_random = chosen & (action >= mask_replace_prob) & (action < mask_replace_prob + random_replace_prob)
     input_ids[to_mask] = mask_token_id
     input_ids[to_random] = random_ids[to_random]
-    if return_draws:
-        return input_ids, labels, draw
     return input_ids, labels
-
-
-def thin_masks(batch: dict, mlm_probability: float) -> dict:
-    """A batch masked with `mask_tokens(..., return_draws=True)` at a higher rate, as if masked at this one.
-
-    The positions whose draw is at or above `mlm_probability` are unchosen (their input id restored from the
-    label, the label set to -100); the 80/10/10 draws do not depend on the rate, so the result is exactly
-    `mask_tokens` at `mlm_probability` with the same generator. Pops the batch's "mlm_draws".
-    """
-    draws = batch.pop("mlm_draws")  # [B, T]
-    unchosen = (batch["labels"] != -100) & (draws >= mlm_probability)
-    batch["input_ids"] = torch.where(unchosen, batch["labels"], batch["input_ids"])
-    batch["labels"] = batch["labels"].masked_fill(unchosen, -100)
-    return batch
-
-
-def ramped_batch_size(progress: float, start: int, full: int, ramp_fraction: float) -> int:
-    """Cramming's batch-size ramp: `start` examples a step at first, `full` from `ramp_fraction` of training on.
-
-    In between the size grows linearly in steps of `start` (8, 16, 24, 32, say), so a compiled model sees a few
-    shapes, not one per step.
-    """
-    if progress >= ramp_fraction:
-        return full
-    target = start + (full - start) * max(progress, 0.0) / ramp_fraction
-    return min(full, max(start, int(target) // start * start))
-
-
-def first_examples(batch: dict, size: int) -> dict:
-    """The first `size` examples of a collated batch (every value is a tensor with the batch first)."""
-    return {key: value[:size] for key, value in batch.items()}
 
 
 @dataclass
@@ -278,23 +243,11 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     or loading with any number of DataLoader workers, masks exactly as the uninterrupted run did.
     `MaskingEpochCallback` keeps `epoch` current. The epoch lives in a shared-memory tensor, so DataLoader
     workers (persistent ones too, which keep their copy of the collator) see it change. Without a `seed` the
-    generator is drawn from torch's global RNG (which the Trainer seeds).
-
-    `mlm_probability_start` (None: a constant rate) makes the masking rate fall linearly from it to
-    `mlm_probability` over training (`masking_rate(progress)`): Ankner et al. (2023), "Dynamic masking rate
-    schedules for MLM pretraining", found 30 % -> 15 % better than either constant rate. Batches are then masked
-    at the schedule's highest rate and carry their draws ("mlm_draws"); `PretrainingTrainer` thins each to the
-    rate of the step it feeds (`thin_masks`), in the main process, because batches are collated ahead of their
-    step (DataLoader workers, accelerate's prefetch) and a worker cannot know which step that is. So masks stay
-    reproducible across resumes and worker counts. Evaluation always masks 15 %.
+    generator is drawn from torch's global RNG (which the Trainer seeds). Evaluation always masks 15 %.
     """
-
-    mlm_probability_start: float | None = None
 
     def __post_init__(self):
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
-        if self.mlm_probability_start is not None and not 0 < self.mlm_probability_start < 1:
-            raise ValueError(f"mlm_probability_start must be in (0, 1), got {self.mlm_probability_start!r}")
         # transformers' check forces mask_replace_prob to 1 under whole-word masking; keep the configured split.
         replace_probs = (self.mask_replace_prob, self.random_replace_prob)
         with warnings.catch_warnings():
@@ -313,13 +266,6 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
     @epoch.setter
     def epoch(self, value: int):
         self._epoch.fill_(int(value))
-
-    def masking_rate(self, progress: float) -> float:
-        """The training masking rate when `progress` (0 to 1, clamped) of training is done."""
-        if self.mlm_probability_start is None:
-            return self.mlm_probability
-        progress = min(max(float(progress), 0.0), 1.0)
-        return self.mlm_probability_start + (self.mlm_probability - self.mlm_probability_start) * progress
 
     def batch_generator(self, examples) -> torch.Generator:
         if self.seed is None:
@@ -344,16 +290,10 @@ class DataCollatorForPretraining(DataCollatorForLanguageModeling):
             ])
         special_tokens_mask = special_tokens_mask.bool() | (batch["attention_mask"] == 0)  # padding is never masked
         word_starts = ~self.is_continuation[batch["input_ids"]] if self.whole_word_mask else None
-        scheduled = self.mlm_probability_start is not None
-        rate = max(self.mlm_probability_start, self.mlm_probability) if scheduled else self.mlm_probability
-        masked = mask_tokens(
-            batch["input_ids"], special_tokens_mask, generator, rate, self.mask_replace_prob,
+        batch["input_ids"], batch["labels"] = mask_tokens(
+            batch["input_ids"], special_tokens_mask, generator, self.mlm_probability, self.mask_replace_prob,
             self.random_replace_prob, self.tokenizer.mask_token_id, len(self.tokenizer), word_starts,
-            return_draws=scheduled,
         )
-        batch["input_ids"], batch["labels"] = masked[:2]
-        if scheduled:
-            batch["mlm_draws"] = masked[2]  # [B, T]: thin_masks brings the batch to its step's rate
         return batch
 
     def pad_premasked(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -455,12 +395,15 @@ def stream_share(documents: datasets.IterableDataset, rank: int, world_size: int
     return share.shuffle(seed=seed, buffer_size=buffer_size)
 
 
+TOKENIZER_TRAINING_DOCUMENTS = 100_000  # a new WordPiece tokenizer is trained on at most this many documents
+
+
 def cached_wordpiece_tokenizer(
     train_documents,
     vocab_size: int,
     lowercase: bool = True,
     model_max_length: int = 512,
-    training_documents: int = 100_000,
+    training_documents: int = TOKENIZER_TRAINING_DOCUMENTS,
     cache_dir: str | None = None,
     corpus_id: Any = None,
 ):

@@ -9,11 +9,6 @@ One training step, given a batch masked as for BERT (the same collator, 15 % of 
      whether it was replaced (a sampled token equal to the original counts as original), and its pair head learns
      NSP or SOP on [CLS] as BERT's does.
   loss = mlm_loss_weight * generator MLM + rtd_loss_weight * discriminator BCE + nsp_loss_weight * pair loss.
-  Optionally (`rtd_discriminator_mlm_weight` > 0) the discriminator also predicts the original tokens at the chosen
-  positions from the corrupted text (ELECTRA's "Replace MLM", its own MLM head tied to the shared embeddings), a term
-  added with that weight: MLM builds context fast, which replaced-token detection alone does not in a short run.
-  With `rtd_masked_share` > 0, that share of the chosen positions keeps its [MASK] in the discriminator's input (no
-  replaced-token label there), so that term is BERT's MLM at those positions.
 The two share the token, position and segment embeddings and the embedding LayerNorm (the generator projects them to
 its width); ELECTRA's paper weighs the discriminator 50 and finds a generator 1/4 to 1/2 as wide works best. The
 generator keeps the discriminator's number of heads (narrower ones): ALiBi's slopes follow the head count; it is half
@@ -28,27 +23,24 @@ one checkpoint always scores alike): a stronger generator makes the task harder,
 the generator's own figures.
 """
 
-import math
 import os
 from dataclasses import dataclass
 
 import torch
 from transformers.utils import ModelOutput
 
+from .cli import retired_option
 from .configuration_scratchbert import ScratchBertConfig
 from .modeling_scratchbert import (
     ScratchBertForMaskedLM,
     ScratchBertForReplacedTokenDetection,
-    ScratchBertMLMHead,
-    cross_entropy_sum,
     mean_loss,
 )
 
 
-def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_layers: int | None = None,
-                     num_attention_heads: int | None = None) -> dict:
+def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_layers: int | None = None) -> dict:
     """The generator's sizes: `width` times the discriminator's hidden and intermediate sizes, half its depth (rounded
-    up) and the same number of heads (narrower ones) unless given.
+    up) unless given, and the same number of heads (narrower ones).
 
     ELECTRA's generator is as deep as its discriminator; DeBERTa-v3's is half as deep. On a CPU a narrow layer costs
     far more than its matmuls (its attention scores are as large as the encoder's): at the 30-minute recipe's shape
@@ -64,10 +56,10 @@ def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_
     if not 0 < width <= 1:
         raise ValueError(f"generator_width={width} must be a share of the discriminator's width in (0, 1]")
     hidden = max(16, round(discriminator.hidden_size * width))
-    heads = discriminator.num_attention_heads if num_attention_heads is None else num_attention_heads
-    if heads < 1 or hidden % heads:
-        raise ValueError(f"generator_width={width} gives a hidden size of {hidden}, not a multiple of {heads} heads "
-                         "(set generator_heads to a divisor of it)")
+    heads = discriminator.num_attention_heads
+    if hidden % heads:
+        raise ValueError(f"generator_width={width} gives a hidden size of {hidden}, not a multiple of the encoder's "
+                         f"{heads} heads (the generator has as many): choose another generator_width")
     layers = (discriminator.num_hidden_layers + 1) // 2 if num_hidden_layers is None else num_hidden_layers
     if layers < 1:
         raise ValueError(f"generator layers={layers} must be at least 1")
@@ -75,19 +67,22 @@ def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_
             "intermediate_size": max(1, round(discriminator.intermediate_size * width))}
 
 
-# Optional rtd fields of a config and their "off" values, which configs saved before the options existed lack.
-RTD_OPTION_DEFAULTS = {"rtd_discriminator_mlm_weight": 0.0, "rtd_masked_share": 0.0}
+# rtd fields of retired options (issue 44): configs saved before then carry them, at 0 unless the option was on.
+RETIRED_CONFIG_FIELDS = ("rtd_discriminator_mlm_weight", "rtd_masked_share")
 
 
-def rtd_option(config: ScratchBertConfig, name: str) -> float:
-    """An optional rtd field of `config` (RTD_OPTION_DEFAULTS), its default when the config lacks it."""
-    return getattr(config, name, None) or RTD_OPTION_DEFAULTS[name]
+def refuse_retired_fields(fields: dict):
+    """A config (its fields) trained with a retired rtd option on describes a model this code no longer builds:
+    ValueError."""
+    for name in RETIRED_CONFIG_FIELDS:
+        if fields.get(name):
+            raise ValueError(f"this model was trained with {name}={fields[name]!r}: {retired_option(name)}")
 
 
 def build_generator_config(config: ScratchBertConfig) -> ScratchBertConfig:
     """The generator's ScratchBertConfig: the discriminator's, with the generator's sizes and its embeddings' width."""
     fields = config.to_dict()
-    for key in ("rtd_generator", "rtd_loss_weight", *RTD_OPTION_DEFAULTS, "architectures", "auto_map", "model_type",
+    for key in ("rtd_generator", "rtd_loss_weight", *RETIRED_CONFIG_FIELDS, "architectures", "auto_map", "model_type",
                 "transformers_version"):
         fields.pop(key, None)
     fields.update(config.rtd_generator, embedding_size=config.embedding_size or config.hidden_size,
@@ -119,10 +114,9 @@ class ReplacedTokenDetectionOutput(ModelOutput):
     loss: torch.Tensor | None = None
     mlm_loss: torch.Tensor | None = None  # the generator's
     rtd_loss: torch.Tensor | None = None
-    discriminator_mlm_loss: torch.Tensor | None = None  # rtd_discriminator_mlm_weight > 0 only
     nsp_loss: torch.Tensor | None = None
     rtd_logits: torch.Tensor | None = None  # [B, T]
-    rtd_labels: torch.Tensor | None = None  # [B, T]: 1 replaced, 0 original, -100 padding or a kept [MASK]
+    rtd_labels: torch.Tensor | None = None  # [B, T]: 1 replaced, 0 original, -100 padding
     generator_logits: torch.Tensor | None = None  # [N, V] at the N chosen positions
     seq_relationship_logits: torch.Tensor | None = None  # [B, 2]
 
@@ -130,8 +124,7 @@ class ReplacedTokenDetectionOutput(ModelOutput):
 class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
     """The discriminator (this class's encoder and heads, ScratchBertForReplacedTokenDetection's) with its generator,
     trained together. `config` is the discriminator's, with more fields: `rtd_generator` (the generator's sizes,
-    from `generator_config`), `rtd_loss_weight` and, optionally, `rtd_discriminator_mlm_weight` (> 0 adds the
-    discriminator's own MLM head, `discriminator_mlm_head`, used in training only and not exported).
+    from `generator_config`) and `rtd_loss_weight`.
 
     A checkpoint of it (`checkpoint-N/`) keeps the discriminator's weight names, so every head loads its encoder from
     there too; the generator's weights sit beside them under `generator.`.
@@ -149,14 +142,9 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
     _keys_to_ignore_on_save = list(_tied_weights_keys)
 
     def __init__(self, config: ScratchBertConfig):
+        refuse_retired_fields(vars(config))
         super().__init__(config)
         self.generator = ScratchBertForMaskedLM(build_generator_config(config))
-        self.discriminator_mlm_head = None
-        if rtd_option(config, "rtd_discriminator_mlm_weight") > 0:
-            self.discriminator_mlm_head = ScratchBertMLMHead(config)
-            tied = {"discriminator_mlm_head.decoder.weight": "scratchbert.embeddings.word_embeddings.weight"}
-            self._tied_weights_keys = {**self._tied_weights_keys, **tied}
-            self._keys_to_ignore_on_save = [*self._keys_to_ignore_on_save, *tied]
         self.share_embeddings()
         self.post_init()
 
@@ -169,41 +157,21 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         shared = self.scratchbert.embeddings
         self.generator.scratchbert.embeddings = shared
         self.generator.mlm_head.decoder.weight = shared.word_embeddings.weight
-        if self.discriminator_mlm_head is not None:
-            self.discriminator_mlm_head.decoder.weight = shared.word_embeddings.weight
 
     def tie_weights(self, *args, **kwargs):  # transformers calls it after loading: the modules stay shared
         self.share_embeddings()
 
-    @torch.no_grad()
-    def start_rtd_head_at(self, replaced_share: float):
-        """Start the replaced-token head at the prior: its bias at the log-odds of `replaced_share`, the share of
-        tokens a fresh (near-uniform) generator replaces. From 0 (p = 0.5 everywhere), the first steps' gradient says
-        "original" at every position, and the whole encoder, not the bias alone, moves to say it."""
-        if not 0 < replaced_share < 1:
-            raise ValueError(f"the replaced share must be in (0, 1), got {replaced_share}")
-        self.rtd_head.classifier.bias.fill_(math.log(replaced_share / (1 - replaced_share)))
-
     @staticmethod
-    def replace_chosen(input_ids, labels, generator_logits, sampling_generator=None, masked_share: float = 0.0):
+    def replace_chosen(input_ids, labels, generator_logits, sampling_generator=None):
         """Fill the chosen positions with tokens sampled from the generator: (corrupted input ids [B, T], labels
-        [B, T] that say which tokens changed). No gradient flows through the sampling.
-
-        `masked_share` (rtd_masked_share): that share of the chosen positions, drawn at random, keeps the collator's
-        input (its [MASK], mostly) instead of a sample; they get no replaced-token label (-100: a [MASK] tests
-        nothing), and the discriminator's own MLM term restores them as BERT's MLM does."""
+        [B, T] that say which tokens changed). No gradient flows through the sampling."""
         chosen = labels != -100  # [B, T]
         with torch.no_grad():
             sampled = sample_from_logits(generator_logits.detach(), sampling_generator)  # [N]
             corrupted = input_ids.clone()
             corrupted[chosen] = sampled
-            keep = None
-            if masked_share > 0:
-                draw = torch.rand(chosen.shape, generator=sampling_generator, device=chosen.device)  # [B, T]
-                keep = chosen & (draw < masked_share)
-                corrupted[keep] = input_ids[keep]
             replaced = (corrupted != torch.where(chosen, labels, input_ids)).long()  # [B, T], vs the original text
-        return corrupted, replaced if keep is None else replaced.masked_fill(keep, -100)
+        return corrupted, replaced
 
     def forward(
         self,
@@ -221,14 +189,12 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         generated = self.generator.scratchbert(input_ids, attention_mask, token_type_ids, return_dict=True)
         chosen = labels != -100  # [B, T]
         generator_logits = self.generator.mlm_head(generated.last_hidden_state[chosen])  # [N, V]
-        mlm_sum, mlm_count = cross_entropy_sum(generator_logits, labels[chosen])
+        mlm_sum, mlm_count = self.cross_entropy_sum(generator_logits, labels[chosen])
         mlm_loss = mean_loss(mlm_sum, mlm_count, num_items_in_batch)
 
-        corrupted, replaced = self.replace_chosen(input_ids, labels, generator_logits, sampling_generator,
-                                                  masked_share=rtd_option(self.config, "rtd_masked_share"))
+        corrupted, replaced = self.replace_chosen(input_ids, labels, generator_logits, sampling_generator)
         rtd_labels = replaced if attention_mask is None else replaced.masked_fill(attention_mask == 0, -100)
-        # The discriminator: its encoder and heads as ScratchBertForReplacedTokenDetection.forward runs them, with
-        # the last hidden states kept for its optional MLM head.
+        # The discriminator: its encoder and heads as ScratchBertForReplacedTokenDetection.forward runs them.
         encoded = self.scratchbert(corrupted, attention_mask, token_type_ids, return_dict=True)
         rtd_logits = self.rtd_head(encoded.last_hidden_state)  # [B, T]
         nsp_logits = self.nsp_head(encoded.pooler_output)  # [B, 2]
@@ -242,15 +208,8 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         loss = self.config.mlm_loss_weight * mlm_loss + self.config.rtd_loss_weight * rtd_loss
         if nsp_loss is not None:
             loss = loss + self.config.nsp_loss_weight * nsp_loss
-        discriminator_mlm_loss = None
-        if self.discriminator_mlm_head is not None:  # the original tokens at the chosen positions, from corrupted text
-            restored_logits = self.discriminator_mlm_head(encoded.last_hidden_state[chosen])  # [N, V]
-            restored_sum, _ = cross_entropy_sum(restored_logits, labels[chosen])
-            discriminator_mlm_loss = mean_loss(restored_sum, mlm_count, num_items_in_batch)
-            loss = loss + rtd_option(self.config, "rtd_discriminator_mlm_weight") * discriminator_mlm_loss
         return ReplacedTokenDetectionOutput(
             loss=loss, mlm_loss=mlm_loss.detach(), rtd_loss=rtd_loss.detach(),
-            discriminator_mlm_loss=None if discriminator_mlm_loss is None else discriminator_mlm_loss.detach(),
             nsp_loss=None if nsp_loss is None else nsp_loss.detach(), rtd_logits=rtd_logits, rtd_labels=rtd_labels,
             generator_logits=generator_logits, seq_relationship_logits=nsp_logits,
         )
@@ -260,8 +219,7 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         generator in `output_dir/generator` (a whole ScratchBertForMaskedLM, the shared embeddings included), each
         with the tokenizer. `state_dict`: the training model's, gathered (FSDP, DeepSpeed); default its own."""
         state_dict = self.state_dict() if state_dict is None else state_dict
-        discriminator = {k: v for k, v in state_dict.items()  # the discriminator's MLM head is for training only
-                         if not k.startswith(("generator.", "discriminator_mlm_head."))}
+        discriminator = {k: v for k, v in state_dict.items() if not k.startswith("generator.")}
         generator = {k.removeprefix("generator."): v for k, v in state_dict.items() if k.startswith("generator.")}
         for name, value in discriminator.items():  # a gathered state dict may list a shared tensor once
             if name.startswith("scratchbert.embeddings."):

@@ -19,27 +19,16 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-import transformers
 from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
 from transformers import AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification
 
 from .classification import check_checkpoint, checkpoint_config, head_from_checkpoint
-from .cli import ConfigError, packaged_config, parse_config
-from .model_cards import front_matter, hub_id_or_none
-from .runs import (
-    GuardedTrainer,
-    RunArguments,
-    ScratchBertTrainingArguments,
-    check_output_dir,
-    check_run_options,
-    check_sequence_length,
-    publish_results,
-    resolve_checkpoint,
-    save_final_model,
-    script_main,
-    setup_logging,
-    train_and_report_io_errors,
-)
+from .cli import ConfigError, packaged_config
+from .model_cards import write_token_classification_card
+from .runs.hub import publish_results
+from .runs.options import check_sequence_length
+from .runs.script import script_main, start_run
+from .runs.trainer import GuardedTrainer, save_final_model, train_and_report_io_errors
 
 logger = logging.getLogger(__name__)
 
@@ -311,64 +300,24 @@ def make_compute_metrics(tag_names: list[str], scored: ScoredWords):
     return compute_metrics
 
 
-def write_model_card(output_dir: Path, results: dict, model_args, data_args, config_path):
-    data = f"`{data_args.dataset_name}`" if data_args.dataset_name else f"`{data_args.train_file}`"
-    start = "random weights" if model_args.random_init else f"`{model_args.model_name_or_path}`"
-    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items()
-                     if not isinstance(v, dict))
-    metrics = [(kind, name, results[key]) for kind, name, key in (
-        ("f1", "entity F1 (validation, seqeval)", "eval_f1"),
-        ("precision", "entity precision (validation)", "eval_precision"),
-        ("recall", "entity recall (validation)", "eval_recall"),
-        ("accuracy", "tag accuracy (validation)", "eval_accuracy"),
-        ("accuracy", "tag accuracy (validation, all O: the baseline)", "eval_all_o_baseline_accuracy"),
-    ) if isinstance(results.get(key), (int, float))]
-    header = front_matter(
-        model_name=output_dir.name, pipeline_tag="token-classification", tags=["scratchbert", "token-classification", "ner"],
-        task_type="token-classification", dataset_name=data.replace("`", ""),
-        dataset_type=data_args.dataset_name or "conll", metrics=metrics,
-        dataset_config=data_args.dataset_config_name if data_args.dataset_name else None,
-        datasets=[data_args.dataset_name] if data_args.dataset_name else None,
-        base_model=None if model_args.random_init else hub_id_or_none(model_args.model_name_or_path),
-    )
-    (output_dir / "README.md").write_text(header + f"""
-# ScratchBert fine-tuned for token classification on {data}
-
-Fine-tuned from {start} with ScratchBert's run_token_classification.py{f' (config `{config_path}`)' if config_path else ''};
-each word's tag on its first word piece, max sequence length {data_args.max_seq_length}. Tags: {', '.join(results['tags'])}.
-
-| metric | value |
-|---|---|
-{rows}
-
-```python
-from transformers import pipeline
-tag = pipeline("token-classification", model="{output_dir.name}", trust_remote_code=True, aggregation_strategy="first")
-tag("Peter Blackburn spoke in Brussels.")
-```
-""")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def run(argv: list[str] | None = None) -> dict:
-    start = time.time()
-    model_args, data_args, run_args, training_args, config_path = parse_config(
-        (ModelArguments, DataArguments, RunArguments, ScratchBertTrainingArguments), argv, DEFAULT_CONFIG
-    )
-    setup_logging(training_args, run_args)
-    check_run_options(training_args, run_args)
+def check_model_path(model_args: ModelArguments, data_args: DataArguments, training_args):
+    """start_run's check: a pretrained ScratchBert is named (and a local one is a ScratchBert checkpoint)."""
     if not model_args.model_name_or_path:
         raise ConfigError("give model_name_or_path: a pretrained ScratchBert (python run_pretraining.py makes one); "
                           "with random_init: true its architecture and tokenizer start from random weights")
     check_checkpoint(model_args.model_name_or_path)
-    check_output_dir(training_args, run_args)
-    checkpoint = resolve_checkpoint(training_args)
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    transformers.set_seed(training_args.seed)
+
+
+def run(argv: list[str] | None = None) -> dict:
+    start = time.time()
+    model_args, data_args, run_args, training_args, config_path, checkpoint, push_to_hub = start_run(
+        ModelArguments, DataArguments, argv, DEFAULT_CONFIG, check=check_model_path
+    )
 
     splits = load_splits(data_args)  # every file read and every tag checked before any model loads
     tag_names = tag_names_of(splits)
@@ -423,7 +372,7 @@ def run(argv: list[str] | None = None) -> dict:
         "config": config_path,
     })
     if trainer.is_world_process_zero():
-        write_model_card(output_dir, results, model_args, data_args, config_path)
+        write_token_classification_card(output_dir, results, model_args, data_args, config_path)
         publish_results(output_dir, results, run_args, training_args, push_to_hub)
     return results
 

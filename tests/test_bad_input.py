@@ -90,7 +90,9 @@ def case_unknown_flag(tmp_path, capsys, tokenizer_dir):
 def case_size_out_of_range(tmp_path, capsys, tokenizer_dir):
     with pytest.raises(ValueError, match=r"hidden_dropout_prob must be a probability in \[0, 1\), got 1.5"):
         ScratchBertConfig(hidden_dropout_prob=1.5)
-    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "20",
+    assert "hidden_dropout_prob must be a probability" in script_error(
+        capsys, pretraining.main, tmp_path, "--config_overrides", "hidden_dropout_prob=1.5")
+    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--max_documents", "20",
                         "--hidden_size", "100", "--num_attention_heads", "12")
 
 
@@ -100,7 +102,7 @@ def case_seq_beyond_positions(tmp_path, capsys, tokenizer_dir):
 
 def case_tokenizer_model_mismatch(tmp_path, capsys, tokenizer_dir):
     checkpoint = tmp_path / "checkpoint"
-    pretraining.run(["--output_dir", str(checkpoint), *TINY, "--corpus", "synthetic", "--synthetic_documents", "40",
+    pretraining.run(["--output_dir", str(checkpoint), *TINY, "--corpus", "synthetic", "--max_documents", "40",
                      "--per_device_train_batch_size", "2", "--save_strategy", "no"])
     return script_error(capsys, pretraining.main, tmp_path, "--model_name_or_path", str(checkpoint),
                         "--tokenizer_name", str(tokenizer_dir))
@@ -227,7 +229,7 @@ def case_not_a_bert(tmp_path, capsys, tokenizer_dir):
 
 
 def case_nan_loss(tmp_path, capsys, tokenizer_dir):
-    from test_runs import classification_trainer
+    from test_runs_trainer import classification_trainer
 
     from scratchbert.runs import TrainingFailure
 
@@ -252,7 +254,7 @@ def case_disk_full(tmp_path, capsys, tokenizer_dir):
 
     Trainer._save_optimizer_and_scheduler = disk_full
     try:
-        err = script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+        err = script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--max_documents", "40",
                            "--max_steps", "6", "--save_steps", "2", "--per_device_train_batch_size", "2")
     finally:
         Trainer._save_optimizer_and_scheduler = original
@@ -270,7 +272,7 @@ def case_budget_schedule(tmp_path, capsys, tokenizer_dir):
     budget = ["--max_train_minutes", "1", "--lr_scheduler_type", "polynomial"]
     # run_classification.py once accepted max_train_minutes and never handed it to its Trainer.
     classify = script_error(capsys, classification.main, tmp_path, "--nsp_corpus", "synthetic", "--nsp_documents", "40", *budget)
-    pretrain = script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40", *budget)
+    pretrain = script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--max_documents", "40", *budget)
     assert classify == pretrain
     return pretrain
 
@@ -329,30 +331,25 @@ def case_layerwise_under_deepspeed_optimizer(tmp_path, capsys, tokenizer_dir):
 
 
 def case_unknown_architecture_option(tmp_path, capsys, tokenizer_dir):
-    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--max_documents", "40",
                         "--attention_position_bias", "rope")
 
 
-def case_masking_rate(tmp_path, capsys, tokenizer_dir):
-    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
-                        "--mlm_probability_start", "1.5")
-
-
-def case_batch_size_ramp(tmp_path, capsys, tokenizer_dir):
-    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
-                        "--per_device_train_batch_size", "32", "--batch_size_ramp_start", "64")
-
-
-def case_deepnorm_pre_ln(tmp_path, capsys, tokenizer_dir):
-    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
-                        "--deepnorm", "true", "--layer_norm_position", "pre")
+def case_retired_option(tmp_path, capsys, tokenizer_dir):
+    (tmp_path / "old.yaml").write_text("hidden_size: 32\ndeepnorm: true\n")
+    retired = script_error(capsys, pretraining.main, tmp_path, "--config", str(tmp_path / "old.yaml"))
+    assert "batch_size_ramp_start was retired" in script_error(
+        capsys, pretraining.main, tmp_path, "--batch_size_ramp_start", "8")
+    for script in (classification.main, token_classification.main):  # a retired run option: every script refuses it
+        assert "log_file was retired" in script_error(capsys, script, tmp_path, "--log_file", "run.log")
+    return retired + script_error(capsys, pretraining.main, tmp_path, "--hidden_act", "gelu")
 
 
 def case_pair_objective(tmp_path, capsys, tokenizer_dir):
-    conflict = script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+    conflict = script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--max_documents", "40",
                             "--pair_objective", "sop", "--mlm_only", "true")
     assert "needs sentence pairs, but mlm_only trains on single segments" in conflict
-    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--synthetic_documents", "40",
+    return script_error(capsys, pretraining.main, tmp_path, "--corpus", "synthetic", "--max_documents", "40",
                         "--pair_objective", "nextsent")
 
 
@@ -368,7 +365,7 @@ def case_no_bert_layout(tmp_path, capsys, tokenizer_dir):
 
 
 def case_resume_without_tokenizer(tmp_path, capsys, tokenizer_dir):
-    common = ["--corpus", "synthetic", "--synthetic_documents", "40", "--save_steps", "1"]
+    common = ["--corpus", "synthetic", "--max_documents", "40", "--save_steps", "1"]
     assert pretraining.main(["--output_dir", str(tmp_path / "first"), *TINY, *common]) == 0
     checkpoint = tmp_path / "first" / "checkpoint-1"
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
@@ -446,12 +443,9 @@ def case_rtd_from_discriminator(tmp_path, capsys, tokenizer_dir):
 def case_rtd_options(tmp_path, capsys, tokenizer_dir):
     rtd = lambda *bad: script_error(capsys, pretraining.main, tmp_path, "--objective", "rtd", *bad)  # noqa: E731
     assert "generator_width=1.5" in rtd("--generator_width", "1.5")
-    assert "set generator_heads to a divisor" in rtd("--generator_heads", "5")
-    assert "set rtd_discriminator_mlm_weight > 0 with it" in rtd("--rtd_masked_share", "0.5")
-    assert "sparse_mlm_prediction" in rtd("--sparse_mlm_prediction", "false")
+    assert "generator_layers must be a positive" in rtd("--generator_layers", "0")
+    assert "sparse_mlm_prediction" in rtd("--config_overrides", "sparse_mlm_prediction=False")
     assert "objective must be one of mlm, rtd" in script_error(capsys, pretraining.main, tmp_path, "--objective", "electra")
-    assert "rtd_head_at_prior: true needs objective: rtd" in script_error(
-        capsys, pretraining.main, tmp_path, "--rtd_head_at_prior", "true")
     return rtd("--rtd_loss_weight", "0")
 
 

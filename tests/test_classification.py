@@ -369,13 +369,14 @@ def test_model_card_front_matter_is_what_the_hub_reads(tmp_path, pretrained):
     assert "base_model" not in data  # a local folder: the Hub takes ids only (the prose names it)
     (result,) = data["model-index"][0]["results"]
     metrics = {m["name"]: m["value"] for m in result["metrics"]}
-    assert metrics["accuracy (validation)"] == pytest.approx(results["eval_accuracy"])
+    assert metrics["accuracy (held-out rows of train)"] == pytest.approx(results["eval_accuracy"])
     assert "# ScratchBert fine-tuned on" in card.text
     # Issue 36 item 8: only the model's own scores, each with its dataset and split; the baselines stay in the text.
-    assert set(metrics) == {"accuracy (validation)", "F1 (validation)"}
-    assert result["dataset"] == {"name": str(tmp_path / "train.csv"), "type": "csv",
-                                 "split": "train (10% held out, eval_seed 42)"}
+    assert set(metrics) == {"accuracy (held-out rows of train)", "F1 (held-out rows of train)"}
+    # Issue 43 item 5: rows held out of train go under a split name the Hub reads; the card's text says the rest.
+    assert result["dataset"] == {"name": str(tmp_path / "train.csv"), "type": "csv", "split": "train"}
     assert results["eval_split"] == "train (10% held out, eval_seed 42)"
+    assert "Scored on split `train (10% held out, eval_seed 42)`" in card.text
     assert f"(not this model): majority_baseline_accuracy {results['eval_majority_baseline_accuracy']:.4g}" in card.text
 
 

@@ -1,4 +1,7 @@
+import json
+
 import pytest
+from transformers import AutoConfig
 
 from scratchbert import ScratchBertConfig
 
@@ -43,3 +46,26 @@ def test_round_trip_through_json(tmp_path):
     config.save_pretrained(tmp_path)
     loaded = ScratchBertConfig.from_pretrained(tmp_path)
     assert loaded.hidden_size == 64 and loaded.nsp_loss_weight == 0.5 and loaded.num_labels == 3
+
+
+RETIRED_DEEPNORM = r"^deepnorm was retired: its finding is in docs/lab-notebook.md#deepnorm \(last ran at commit 0162353\)$"
+
+
+def test_a_retired_option_turned_on_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=RETIRED_DEEPNORM):
+        ScratchBertConfig(deepnorm=True)
+    # A saved config.json that turned it on: refused on load, as every reader of the folder would be.
+    config_dict = ScratchBertConfig(hidden_size=64, num_attention_heads=4).to_dict()
+    (tmp_path / "config.json").write_text(json.dumps({**config_dict, "deepnorm": True}))
+    with pytest.raises(ValueError, match=RETIRED_DEEPNORM):
+        AutoConfig.from_pretrained(tmp_path)
+
+
+def test_a_retired_option_turned_off_is_dropped_without_a_word(tmp_path):
+    config_dict = ScratchBertConfig(hidden_size=64, num_attention_heads=4).to_dict()
+    (tmp_path / "config.json").write_text(json.dumps({**config_dict, "deepnorm": False}))  # as older saves wrote it
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert config.hidden_size == 64 and not hasattr(config, "deepnorm")
+    config.save_pretrained(tmp_path / "again")
+    assert "deepnorm" not in json.loads((tmp_path / "again" / "config.json").read_text())
+    assert not hasattr(ScratchBertConfig(deepnorm=False), "deepnorm")

@@ -142,6 +142,9 @@ def test_folder_conversion_both_ways(head, legacy_bin, tmp_path, tokenizer_dir):
     assert result["newly_initialized"] == []
     assert (mid / "modeling_scratchbert.py").is_file() and (mid / "tokenizer.json").is_file()
     assert json.loads((mid / "config.json").read_text())["model_type"] == "scratchbert"
+    # sentence-transformers' files: SentenceTransformer(mid, trust_remote_code=True) mean-pools (test_sentence_embeddings)
+    pooling = json.loads((mid / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode_mean_tokens"] and (mid / "modules.json").is_file()
     auto = {"BertForPreTraining": AutoModelForPreTraining, "BertForSequenceClassification": AutoModelForSequenceClassification,
             "BertModel": transformers.AutoModel}[head]
     scratch = auto.from_pretrained(mid).eval()
@@ -244,8 +247,7 @@ def test_command_line(tmp_path):
 
 @pytest.mark.parametrize(
     "option, value",
-    [("layer_norm_position", "pre"), ("attention_position_bias", "alibi"), ("feed_forward_type", "glu"), ("linear_bias", False),
-     ("deepnorm", True)],
+    [("layer_norm_position", "pre"), ("attention_position_bias", "alibi"), ("feed_forward_type", "glu"), ("linear_bias", False)],
 )
 def test_architecture_options_without_a_bert_layout_are_refused(tmp_path, option, value):
     model = scratchbert.ScratchBertForPreTraining(tiny_config(**{option: value}))

@@ -37,6 +37,12 @@ def test_synthetic_documents_share_a_topic_within_a_document():
     assert synthetic_documents(5, seed=1) == synthetic_documents(5, seed=1)
 
 
+def test_the_synthetic_corpus_generates_max_documents_documents(tmp_path):
+    few = load_documents(corpus="synthetic", max_documents=30, seed=1, cache_dir=str(tmp_path))
+    assert few["text"] == synthetic_documents(30, seed=1) == synthetic_documents(2000, seed=1)[:30]
+    assert len(load_documents(corpus="synthetic", cache_dir=str(tmp_path))) == 2000
+
+
 @pytest.mark.parametrize("suffix", [".txt", ".json", ".jsonl", ".csv", ".parquet"])
 def test_each_local_format(tmp_path, suffix):
     texts = ["Alpha one. Alpha two.", "Beta one. Beta two. Beta three."]

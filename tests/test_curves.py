@@ -34,3 +34,23 @@ def test_without_evaluation_it_still_draws_the_loss(tmp_path):
 def test_nothing_to_draw_writes_nothing(tmp_path):
     assert write_training_curves([{"train_runtime": 1.0, "step": 0}], tmp_path / "curves.png") is None
     assert not (tmp_path / "curves.png").exists()
+
+
+def test_the_curves_say_whose_masked_lm_figures_they_are(tmp_path, monkeypatch):
+    # Issue 43 item 4: an rtd run's held-out masked-LM figures are the generator's, not the saved discriminator's.
+    import matplotlib.figure
+
+    labels, save = [], matplotlib.figure.Figure.savefig
+
+    def record(figure, *args, **kwargs):  # every legend entry and axis label of the figure being saved
+        legends = [text.get_text() for axis in figure.axes if axis.get_legend() for text in axis.get_legend().get_texts()]
+        labels.append(legends + [axis.get_ylabel() for axis in figure.axes])
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    write_training_curves(HISTORY, tmp_path / "mlm.png")
+    write_training_curves(HISTORY, tmp_path / "rtd.png", masked_lm_of="the generator")
+    mlm, rtd = labels
+    assert "held-out MLM loss" in mlm and "masked accuracy" in mlm and not any("generator" in t for t in mlm)
+    assert {"held-out MLM loss (the generator)", "masked accuracy (the generator)",
+            "held-out accuracy at [MASK] (the generator)"} <= set(rtd)

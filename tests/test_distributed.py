@@ -172,7 +172,7 @@ def fsdp_ranks(rank, world_size, out):
     import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from scratchbert import ScratchBertForPreTraining
-    from scratchbert.pretraining import labelled_predictions
+    from scratchbert.objectives import labelled_predictions
     from conftest import make_batch
 
     dist.init_process_group("gloo")
@@ -208,7 +208,7 @@ def fsdp_ranks(rank, world_size, out):
 def test_fsdp2_on_two_cpu_processes_saves_a_folder_that_loads(tmp_path):
     from transformers import AutoModelForPreTraining
 
-    from scratchbert.pretraining import labelled_predictions
+    from scratchbert.objectives import labelled_predictions
 
     run_on_ranks(fsdp_ranks, str(tmp_path))
     saved = torch.load(tmp_path / "in_memory.pt")
@@ -234,7 +234,7 @@ def test_streamed_mlm_only_pretraining_on_two_nodes(tmp_path):
     ))
     args = ["--output_dir", str(tmp_path / "out"), "--output", str(tmp_path / "results.json"), "--train_file", str(corpus),
             "--streaming", "true", "--mlm_only", "true", "--max_eval_documents", "10", "--vocab_size", "300",
-            "--tokenizer_training_documents", "100", "--max_steps", "6", *TINY_MODEL]
+            "--max_steps", "6", *TINY_MODEL]
     two_nodes(tmp_path, "pretraining", tmp_path / "probe", *args)
     ranks = ranks_of(tmp_path / "probe")
     assert ranks[0]["tokenizer"] == ranks[1]["tokenizer"] and ranks[0]["weights"] == ranks[1]["weights"]
@@ -249,7 +249,7 @@ def fsdp_rtd_ranks(rank, world_size, out):
 
     import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-    from scratchbert.pretraining import rtd_predictions
+    from scratchbert.objectives import rtd_predictions
     from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel
     from conftest import make_batch
 
@@ -287,7 +287,7 @@ def rtd_tiny_config():
 @pytest.mark.slow
 def test_fsdp2_trains_and_exports_replaced_token_detection(tmp_path):
     from scratchbert import ScratchBertForMaskedLM, ScratchBertForReplacedTokenDetection
-    from scratchbert.pretraining import rtd_predictions
+    from scratchbert.objectives import rtd_predictions
     from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel
 
     run_on_ranks(fsdp_rtd_ranks, str(tmp_path))

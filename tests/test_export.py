@@ -1,6 +1,7 @@
 """Saved folders load anywhere through trust_remote_code, feed pipelines, and push_to_hub uploads them."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, pipeline
 
-from scratchbert import ScratchBertForPreTraining, ScratchBertForSequenceClassification
+from scratchbert import ScratchBertForPreTraining, ScratchBertForReplacedTokenDetection, ScratchBertForSequenceClassification
 from scratchbert.modeling_scratchbert import AUTO_MAP
 from conftest import REPO_ROOT, tiny_config
 
@@ -143,8 +144,7 @@ def fake_hub(monkeypatch) -> list:
     return commits
 
 
-SAVED_FILES = ("config.json", "model.safetensors", "modeling_scratchbert.py", "configuration_scratchbert.py",
-               "modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
+SAVED_FILES = ("config.json", "model.safetensors", "modeling_scratchbert.py", "configuration_scratchbert.py")
 
 
 def test_push_to_hub_uploads_the_saved_folder(tmp_path, monkeypatch):
@@ -160,9 +160,11 @@ def test_push_to_hub_uploads_the_saved_folder(tmp_path, monkeypatch):
     assert json.loads(files["config.json"])["auto_map"] == AUTO_MAP
 
 
-def test_save_pretrained_with_push_to_hub_uploads_the_sentence_transformers_files_too(tmp_path, monkeypatch):
+@pytest.mark.parametrize("model_class", [ScratchBertForPreTraining, ScratchBertForReplacedTokenDetection])
+def test_save_pretrained_with_push_to_hub_uploads_the_whole_folder(tmp_path, monkeypatch, model_class):
+    """The code files too, for the head no Auto class names: they are copied after transformers' own save."""
     commits = fake_hub(monkeypatch)
-    model = ScratchBertForPreTraining(tiny_config())
+    model = model_class(tiny_config())
     model.save_pretrained(tmp_path / "folder", push_to_hub=True, repo_id="someone/tiny", token="hf_fake")
     (repo_id, files), = commits
     assert repo_id == "someone/tiny"
@@ -191,49 +193,6 @@ def test_remote_code_never_runs_without_trust_remote_code(tmp_path):
 
     AutoModel.from_pretrained(tmp_path)
     assert not marker.exists()
-
-
-@pytest.mark.parametrize("layout", [
-    {},  # BERT's
-    {"attention_position_bias": "alibi"},
-    {"layer_norm_position": "pre"},
-])
-def test_saved_folder_loads_in_sentence_transformers_with_mean_pooling(tmp_path, tokenizer_dir, layout):
-    """Every saved folder carries sentence-transformers' own files: it loads without the "no sentence-transformers
-    model found" guess, and its embeddings are the mean of the last hidden states over real tokens."""
-    import logging
-
-    sentence_transformers = pytest.importorskip("sentence_transformers")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    torch.manual_seed(0)
-    model = ScratchBertForSequenceClassification(tiny_config(vocab_size=len(tokenizer), **layout)).eval()
-    model.save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    st_logger, level = logging.getLogger("sentence_transformers"), logging.getLogger("sentence_transformers").level
-    st_logger.addHandler(handler)
-    st_logger.setLevel(logging.INFO)  # 6.x says it is guessing ("No modules.json found ...") at INFO, 2.x-5.x warn
-    try:
-        embedder = sentence_transformers.SentenceTransformer(str(tmp_path), trust_remote_code=True, device="cpu")
-    finally:
-        st_logger.removeHandler(handler)
-        st_logger.setLevel(level)
-    messages = [r.getMessage() for r in records]
-    assert not [m for m in messages if "modules.json" in m or "No sentence-transformers model" in m], messages
-    assert not [r for r in records if r.levelno >= logging.WARNING], messages
-
-    sentences = ["The cat sat on the mat.", "Tokenizers split unbelievably long words into word pieces, twice over."]
-    batch = tokenizer(sentences, padding=True, return_tensors="pt")
-    assert (batch["attention_mask"] == 0).any()  # padding in the batch: the mean must skip it
-    with torch.no_grad():
-        hidden = model.scratchbert(**batch).last_hidden_state  # [B, T, H]
-    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    expected = (hidden * mask).sum(1) / mask.sum(1)
-    embeddings = embedder.encode(sentences, convert_to_tensor=True, batch_size=2)
-    torch.testing.assert_close(embeddings, expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.slow
@@ -449,7 +408,6 @@ def test_a_replaced_token_detection_discriminator_exports_its_encoder(tmp_path):
     pytest.importorskip("onnxscript")
     from transformers import AutoModel
 
-    from scratchbert import ScratchBertForReplacedTokenDetection
     from scratchbert.export import INPUT_NAMES, export_onnx, padded_batch
 
     torch.manual_seed(0)
@@ -462,3 +420,34 @@ def test_a_replaced_token_detection_discriminator_exports_its_encoder(tmp_path):
     _, pooled = session.run(["last_hidden_state", "pooler_output"], {n: batch[n].numpy() for n in INPUT_NAMES})
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(pooled), model(**batch).pooler_output, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("head", ["ScratchBertForPreTraining", "ScratchBertForReplacedTokenDetection"])
+def test_onnx_export_refuses_a_pair_head_that_never_trained(tmp_path, capsys, head):
+    """Issue 43 item 2: an MLM-only run (or an rtd run without a pair objective) saves nsp_loss_weight 0 and never
+    trains its pooler or next-sentence head: next-sentence prediction is refused by name, and feature-extraction
+    leaves pooler_output out, as it does where no pooler is saved. A classifier fine-tuned from it keeps its pooler."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import scratchbert
+    from scratchbert.export import ExportError, export_onnx
+    from scratchbert.export import main as export_main
+
+    torch.manual_seed(0)
+    overrides = {"nsp_loss_weight": 0.0}
+    if head == "ScratchBertForReplacedTokenDetection":
+        overrides["pretraining_objective"] = "rtd"
+    getattr(scratchbert, head)(tiny_config(**overrides)).save_pretrained(tmp_path / "mlm-only")
+    if head == "ScratchBertForPreTraining":
+        message = "pretrained without a pair objective (nsp_loss_weight 0: MLM only), so its next-sentence head never trained"
+        with pytest.raises(ExportError, match=re.escape(message)):
+            export_onnx(str(tmp_path / "mlm-only"), tmp_path / "nsp", task="next-sentence-prediction")
+        assert export_main(["onnx", str(tmp_path / "mlm-only"), str(tmp_path / "nsp"),
+                            "--task", "next-sentence-prediction"]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "nsp").exists()
+    report = export_onnx(str(tmp_path / "mlm-only"), tmp_path / "encoder", task="feature-extraction")
+    assert report["outputs"] == ["last_hidden_state"]
+
+    ScratchBertForSequenceClassification(tiny_config(**overrides)).save_pretrained(tmp_path / "classifier")
+    report = export_onnx(str(tmp_path / "classifier"), tmp_path / "classifier-encoder", task="feature-extraction")
+    assert report["outputs"] == ["last_hidden_state", "pooler_output"]  # fine-tuning trained its pooler

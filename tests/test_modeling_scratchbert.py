@@ -237,67 +237,6 @@ def test_cpu_bf16_training_spells_attention_out_and_equals_sdpa(layout, monkeypa
     assert len(sdpa_calls) == 2 * config.num_hidden_layers
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_blockwise_cross_entropy_equals_the_plain_one(dtype, monkeypatch):
-    """The CPU low-precision loss (blocks of rows in fp32) gives F.cross_entropy's loss and gradient, -100 ignored."""
-    from scratchbert.modeling_scratchbert import BlockwiseCrossEntropySum, cross_entropy_sum
-
-    monkeypatch.setattr(BlockwiseCrossEntropySum, "block_elements", 3 * 1000)  # 3 rows a block: 37 rows, 13 blocks
-    torch.manual_seed(0)
-    logits = (4 * torch.randn(37, 1000)).to(dtype).requires_grad_()
-    labels = torch.randint(0, 1000, (37,))
-    labels[[0, 5, 34]] = -100  # row 36, alone in the last block, stays labelled
-    loss, count = cross_entropy_sum(logits, labels)
-    assert type(loss.grad_fn).__name__ == "BlockwiseCrossEntropySumBackward"  # the blockwise path ran
-    (grad,) = torch.autograd.grad(2.5 * loss, logits)
-    reference_logits = logits.detach().float().requires_grad_()
-    reference = F.cross_entropy(reference_logits, labels, ignore_index=-100, reduction="sum")
-    (reference_grad,) = torch.autograd.grad(2.5 * reference, reference_logits)
-    assert count == 34
-    torch.testing.assert_close(loss, reference, atol=1e-5, rtol=1e-6)
-    assert grad.dtype == dtype and grad[[0, 5, 34]].abs().max() == 0
-    # Within one rounding of the low-precision dtype (the plain path casts its fp32 gradient the same way).
-    torch.testing.assert_close(grad.float(), reference_grad, atol=1e-6, rtol=torch.finfo(dtype).eps)
-    # Nothing labelled: a zero loss with a zero gradient, as the plain loss gives.
-    empty, _ = cross_entropy_sum(logits[:4], torch.full((4,), -100))
-    assert empty.item() == 0.0 and torch.autograd.grad(empty, logits)[0].abs().max() == 0
-    for none_logits in (logits[:0], logits.detach()[:0].float().requires_grad_()):  # blockwise and plain paths
-        none, count = cross_entropy_sum(none_logits, labels[:0])  # the sparse path's [0, V]: nothing masked
-        assert none.item() == 0.0 and count == 0 and torch.autograd.grad(none, none_logits)[0].shape == (0, 1000)
-
-
-@pytest.mark.parametrize("sparse", [True, False])
-def test_cpu_bf16_pretraining_loss_is_the_same_with_the_blockwise_cross_entropy(sparse, monkeypatch):
-    from scratchbert.modeling_scratchbert import BlockwiseCrossEntropySum
-
-    config = tiny_config(attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0, sparse_mlm_prediction=sparse)
-    torch.manual_seed(0)
-    model = ScratchBertForPreTraining(config).train()
-    batch = make_batch(config)
-    labels = mlm_labels(batch)
-
-    monkeypatch.setattr(BlockwiseCrossEntropySum, "block_elements", 2 * config.vocab_size)  # 2 rows a block
-    calls = []
-    real_apply = BlockwiseCrossEntropySum.apply
-    monkeypatch.setattr(BlockwiseCrossEntropySum, "apply", lambda *a: calls.append(1) or real_apply(*a))
-
-    def loss_and_grads(blockwise: bool):
-        monkeypatch.setattr(BlockwiseCrossEntropySum, "enabled_on_cpu", blockwise)
-        model.zero_grad()
-        calls.clear()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(**batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 0])).loss
-        loss.backward()
-        assert len(calls) == (1 if blockwise else 0)
-        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
-
-    plain_loss, plain_grads = loss_and_grads(False)
-    loss, grads = loss_and_grads(True)
-    torch.testing.assert_close(loss, plain_loss, atol=1e-5, rtol=1e-5)
-    for name, grad in grads.items():
-        torch.testing.assert_close(grad, plain_grads[name], atol=1e-5, rtol=1e-3, msg=name)
-
-
 def test_padding_invariance_and_all_padding_row(config):
     torch.manual_seed(0)
     model = ScratchBertModel(config).eval()
@@ -472,10 +411,12 @@ RECIPE_LAYOUT = dict(attention_position_bias="alibi", position_embedding_init="s
 def test_unpadded_pretraining_step_equals_padded_in_the_recipes_layout(bf16):
     """run_pretraining.py unpads by default; in the 30-minute recipe's layout (ALiBi, no linear biases) the loss and
     every gradient match the padded step's: exactly in fp32, and within bf16's resolution on the CPU bf16 path
-    (attention spelled out, the blockwise MLM loss), where only the matmuls' blocking differs."""
+    (attention spelled out, the blockwise MLM loss training uses), where only the matmuls' blocking differs."""
+    from scratchbert.blockwise_cross_entropy import use_blockwise_cross_entropy
+
     torch.manual_seed(0)
-    plain = ScratchBertForPreTraining(tiny_config(**RECIPE_LAYOUT)).train()
-    fast = ScratchBertForPreTraining(tiny_config(**RECIPE_LAYOUT, unpad_inputs=True)).train()
+    plain = use_blockwise_cross_entropy(ScratchBertForPreTraining(tiny_config(**RECIPE_LAYOUT)).train())
+    fast = use_blockwise_cross_entropy(ScratchBertForPreTraining(tiny_config(**RECIPE_LAYOUT, unpad_inputs=True)).train())
     fast.load_state_dict(plain.state_dict())
     batch = inputs_for(ScratchBertForPreTraining, plain.config, make_batch(plain.config, batch_size=3, seq_len=16))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -618,45 +559,6 @@ def test_new_options_are_validated(field, value):
 def test_linear_bias_must_be_a_bool():
     with pytest.raises(ValueError, match="ScratchBertConfig.linear_bias must be true or false, got 'no'"):
         tiny_config(linear_bias="no")
-
-
-def test_deepnorm_layers_by_hand():
-    config = tiny_config(deepnorm=True, num_hidden_layers=2)
-    model = ScratchBertModel(config).eval()
-    alpha = (2 * 2) ** 0.25
-    x = torch.randn(2, 5, config.hidden_size)
-    layer = model.layers[0]
-    with torch.no_grad():
-        attention_output, _ = layer.attention(x)
-        h = layer.attention_norm(alpha * x + attention_output)
-        expected = layer.ffn_norm(alpha * h + layer.ffn_out(layer.act(layer.ffn_in(h))))
-        assert torch.allclose(layer(x), expected, atol=1e-6)
-    assert ScratchBertModel(tiny_config()).layers[0].residual_scale == 1.0, "BERT's residual sum stays unscaled"
-    assert_unpadded_path_equals_padded_path(ScratchBertForPreTraining(config).eval())
-
-
-def test_deepnorm_init_shrinks_the_value_output_and_feed_forward_weights(tmp_path):
-    config = tiny_config(deepnorm=True, hidden_size=256, num_attention_heads=4, intermediate_size=1024, num_hidden_layers=4)
-    torch.manual_seed(0)
-    model = ScratchBertModel(config)
-    std, beta, hidden = config.initializer_range, (8 * 4) ** -0.25, config.hidden_size
-    for layer in model.layers:
-        qkv = layer.attention.qkv.weight
-        # Each tensor holds 65k+ draws, so its std is within 2 % of the target.
-        assert qkv[: 2 * hidden].std().item() == pytest.approx(std, rel=0.02), "queries and keys keep BERT's init"
-        for weight in (qkv[2 * hidden :], layer.attention.out.weight, layer.ffn_in.weight, layer.ffn_out.weight):
-            assert weight.std().item() == pytest.approx(std * beta, rel=0.02)
-    model.save_pretrained(tmp_path)
-    loaded = ScratchBertModel.from_pretrained(tmp_path)
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[name], tensor), f"{name} was re-initialised on load"
-
-
-def test_deepnorm_is_for_post_layernorm_and_a_bool():
-    with pytest.raises(ValueError, match="deepnorm .*needs layer_norm_position 'post'"):
-        tiny_config(deepnorm=True, layer_norm_position="pre")
-    with pytest.raises(ValueError, match="ScratchBertConfig.deepnorm must be true or false, got 1"):
-        tiny_config(deepnorm=1)
 
 
 def test_alibi_bias_by_hand():

@@ -50,7 +50,8 @@ def test_the_profile_reports_every_share(tmp_path):
         unpad = report["shapes"]["tiny"]["dtypes"][dtype]["unpad"]
         assert unpad["padded_tokens_per_second"] > 0 and unpad["unpadded_tokens_per_second"] > 0
         assert 0 < unpad["real_token_share"] <= 1
-    from scratchbert.modeling_scratchbert import BlockwiseCrossEntropySum, ScratchBertSelfAttention
+    from scratchbert.blockwise_cross_entropy import BlockwiseCrossEntropySum
+    from scratchbert.modeling_scratchbert import ScratchBertSelfAttention
 
     assert ScratchBertSelfAttention.explicit_softmax_for_cpu_bf16_training is True
     assert BlockwiseCrossEntropySum.enabled_on_cpu is True

@@ -24,6 +24,20 @@ def test_python_example_runs(tmp_path, monkeypatch):
     assert (tmp_path / "my-scratchbert" / "modeling_scratchbert.py").is_file()
 
 
+def test_readme_is_one_page_with_a_short_results_table():
+    """At most 110 lines; the results table at most six rows of short cells (the detail lives in docs/)."""
+    assert len(README.splitlines()) <= 110
+    section = re.search(r"\n## Results at a glance\n(.*?)(?=\n## |\Z)", README, re.S).group(1)
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    header, rule, *data = rows
+    assert set(rule.replace("|", "").strip()) <= set("-: ")  # the line under the header
+    assert 1 <= len(data) <= 6
+    for row in data:
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        assert len(cells) == header.count("|") - 1, row
+        assert all(len(cell) <= 200 for cell in cells), row
+
+
 def anchors_of(page) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
     headings = re.findall(r"(?m)^#+ (.+)$", re.sub(r"(?s)```.*?```", "", page.read_text()))

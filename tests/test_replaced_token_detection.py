@@ -1,7 +1,6 @@
 """Replaced-token detection (ELECTRA): the generator and discriminator pair, its run end to end, export and refusals."""
 
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,8 @@ from transformers import (
 
 from scratchbert import ScratchBertForPreTraining, ScratchBertForReplacedTokenDetection
 from scratchbert.convert import convert_scratchbert_to_bert
-from scratchbert.pretraining import DataArguments, ModelArguments, build_model, discriminator_from_mlm, main, run
+from scratchbert.objectives import discriminator_from_mlm
+from scratchbert.pretraining import DataArguments, ModelArguments, build_model, main, run
 from scratchbert.replaced_token_detection import ReplacedTokenDetectionModel, generator_config, replaced_token_metrics
 from conftest import REPO_ROOT, make_batch, tiny_config
 from test_pretraining import TINY
@@ -52,16 +52,13 @@ def test_generator_is_a_share_of_the_discriminator_half_as_deep_with_as_many_hea
                                               "intermediate_size": 256}
     assert generator_config(config, 0.5, num_hidden_layers=4) == {"hidden_size": 128, "num_hidden_layers": 4,
                                                                   "num_attention_heads": 4, "intermediate_size": 512}
-    # ELECTRA-Small's generator (as deep, heads of 64), as the first rtd probes ran it.
-    assert generator_config(config, 0.25, 4, num_attention_heads=1) == {"hidden_size": 64, "num_hidden_layers": 4,
-                                                                        "num_attention_heads": 1, "intermediate_size": 256}
     # Half rounds up: an odd depth keeps the larger half, one layer keeps its layer.
     for layers, half in ((3, 2), (1, 1), (12, 6)):
         assert generator_config(tiny_config(num_hidden_layers=layers), 0.5)["num_hidden_layers"] == half
     with pytest.raises(ValueError, match="generator_width=1.5"):
         generator_config(config, 1.5)
-    with pytest.raises(ValueError, match="not a multiple of 3 heads"):
-        generator_config(config, 0.25, num_attention_heads=3)
+    with pytest.raises(ValueError, match="not a multiple of the encoder's 3 heads"):
+        generator_config(tiny_config(hidden_size=48, num_attention_heads=3), 0.25)  # 12 hidden, raised to 16
     with pytest.raises(ValueError, match="layers=0 must be at least 1"):
         generator_config(config, 0.25, num_hidden_layers=0)
 
@@ -109,55 +106,20 @@ def test_losses_labels_and_replacements():
     assert torch.equal(out.rtd_labels, again.rtd_labels) and torch.equal(out.loss, again.loss)
 
 
-def test_the_discriminator_can_also_restore_the_chosen_tokens(tmp_path):
-    """rtd_discriminator_mlm_weight > 0: the discriminator's own MLM head (tied to the shared embeddings) predicts the
-    original tokens at the chosen positions from the corrupted text, a term added with that weight."""
+def test_a_config_with_a_retired_rtd_option_on_is_refused_and_one_with_it_off_loads(tmp_path):
+    """Issue 44 retired rtd_discriminator_mlm_weight and rtd_masked_share: configs saved before carry them, at 0
+    unless they were on; a model trained with one on is not what this code builds."""
     config = rtd_config()
-    config.rtd_discriminator_mlm_weight = 2.0
-    model = ReplacedTokenDetectionModel(config).eval()
-    assert model.discriminator_mlm_head.decoder.weight is model.scratchbert.embeddings.word_embeddings.weight
-    batch = masked_batch(config)
-    out = model(**batch, sampling_generator=torch.Generator().manual_seed(1))
-    chosen = batch["labels"] != -100
-    corrupted, _ = model.replace_chosen(batch["input_ids"], batch["labels"], out.generator_logits,
-                                        torch.Generator().manual_seed(1))
-    hidden = model.scratchbert(corrupted, batch["attention_mask"], batch["token_type_ids"]).last_hidden_state
-    by_hand = torch.nn.functional.cross_entropy(model.discriminator_mlm_head(hidden[chosen]), batch["labels"][chosen])
-    torch.testing.assert_close(out.discriminator_mlm_loss, by_hand)
-    torch.testing.assert_close(out.loss, out.mlm_loss + 50.0 * out.rtd_loss + out.nsp_loss + 2.0 * by_hand)
-    # A training checkpoint keeps the head (resume needs it), tied again on loading; the export leaves it out.
-    model.save_pretrained(tmp_path / "checkpoint")
-    resumed = ReplacedTokenDetectionModel.from_pretrained(tmp_path / "checkpoint")
-    assert resumed.discriminator_mlm_head.decoder.weight is resumed.scratchbert.embeddings.word_embeddings.weight
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(resumed.state_dict()[name], tensor), name
-    model.save_discriminator_and_generator(tmp_path / "export")
-    exported = load_file(tmp_path / "export" / "model.safetensors")
-    assert "rtd_head.classifier.weight" in exported and not any(k.startswith("discriminator_mlm_head") for k in exported)
-    # Off (the default, and every config saved before the option): no head, the loss as before.
-    plain = ReplacedTokenDetectionModel(rtd_config())
-    assert plain.discriminator_mlm_head is None and "discriminator_mlm_head.decoder.weight" not in plain._tied_weights_keys
-
-
-def test_a_share_of_the_chosen_positions_can_keep_their_mask():
-    """rtd_masked_share: those chosen positions keep the collator's input ([MASK]) and get no replaced-token label."""
-    config = rtd_config()
-    config.rtd_discriminator_mlm_weight, config.rtd_masked_share = 1.0, 0.5
-    model = ReplacedTokenDetectionModel(config).eval()
-    batch = masked_batch(config)
-    out = model(**batch, sampling_generator=torch.Generator().manual_seed(1))
-    chosen = batch["labels"] != -100
-    corrupted, replaced = model.replace_chosen(batch["input_ids"], batch["labels"], out.generator_logits,
-                                               torch.Generator().manual_seed(1), masked_share=0.5)
-    kept = replaced == -100  # no replaced-token label: the positions that kept the collator's input
-    assert (kept <= chosen).all() and 0 < kept.sum() < chosen.sum(), "about half the chosen positions keep theirs"
-    assert torch.equal(corrupted[kept], batch["input_ids"][kept]) and (corrupted[kept] == 4).all()
-    assert (replaced[chosen & ~kept] >= 0).all() and (replaced[~chosen] == 0).all()
-    assert torch.equal(out.rtd_labels, replaced.masked_fill(batch["attention_mask"] == 0, -100))
-    # The discriminator's MLM term restores every chosen position, the kept [MASK]s included.
-    hidden = model.scratchbert(corrupted, batch["attention_mask"], batch["token_type_ids"]).last_hidden_state
-    by_hand = torch.nn.functional.cross_entropy(model.discriminator_mlm_head(hidden[chosen]), batch["labels"][chosen])
-    torch.testing.assert_close(out.discriminator_mlm_loss, by_hand)
+    config.rtd_discriminator_mlm_weight, config.rtd_masked_share = 0.0, 0.0
+    ReplacedTokenDetectionModel(config).save_pretrained(tmp_path / "old")
+    loaded = ReplacedTokenDetectionModel.from_pretrained(tmp_path / "old")
+    assert not hasattr(loaded.generator.config, "rtd_masked_share")
+    saved = json.loads((tmp_path / "old" / "config.json").read_text())
+    for name in ("rtd_discriminator_mlm_weight", "rtd_masked_share"):
+        (tmp_path / "old" / "config.json").write_text(json.dumps({**saved, name: 0.5}))
+        with pytest.raises(ValueError, match=f"{name}=0.5: {name} was retired: its finding is in "
+                                             f"docs/lab-notebook.md#{name} \\(last ran at commit 0162353\\)"):
+            ReplacedTokenDetectionModel.from_pretrained(tmp_path / "old")
 
 
 def test_no_gradient_reaches_the_generator_through_the_sampling():
@@ -195,7 +157,7 @@ def test_replaced_token_metrics_by_hand():
 
 def pretrain_rtd(tmp_path, *args, name="rtd"):
     output_dir = tmp_path / name
-    results = run(["--output_dir", str(output_dir), *TINY, "--corpus", "synthetic", "--synthetic_documents", "60",
+    results = run(["--output_dir", str(output_dir), *TINY, "--corpus", "synthetic", "--max_documents", "60",
                    "--objective", "rtd", "--generator_width", "0.5", "--hidden_size", "64", *args])
     return output_dir, results
 
@@ -252,19 +214,15 @@ def test_a_run_saves_the_discriminator_and_its_generator_and_both_load(tmp_path)
 @pytest.mark.slow
 def test_rtd_with_the_recipes_options_and_resume_to_the_same_weights(tmp_path):
     options = ["--bf16", "true", "--attention_position_bias", "alibi", "--linear_bias", "false", "--unpad_inputs",
-               "true", "--mlm_probability_start", "0.3", "--max_train_minutes", "5", "--max_steps", "4",
-               "--mlm_only", "true", "--save_steps", "2", "--rtd_discriminator_mlm_weight", "1"]
+               "true", "--max_train_minutes", "5", "--max_steps", "4", "--mlm_only", "true", "--save_steps", "2"]
     straight, results = pretrain_rtd(tmp_path, *options, name="straight")
     assert results["steps"] == 4 and "eval_nsp_accuracy" not in results and results["eval_rtd_auc"] >= 0
-    # The discriminator's own MLM term is logged beside the others, and the export leaves its head out.
+    # The generator's MLM and the replaced-token terms are logged beside the loss they add up to.
     logs = [e for e in json.loads((straight / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
             if "loss" in e]
-    assert len(logs) == 4 and all("discriminator_mlm_loss" in entry for entry in logs)
+    assert len(logs) == 4 and all("mlm_loss" in entry and "rtd_loss" in entry for entry in logs)
     for entry in logs:  # logged terms are rounded to 4 decimals: 50 x 5e-5 on the replaced-token term alone
-        assert entry["loss"] == pytest.approx(
-            entry["mlm_loss"] + 50 * entry["rtd_loss"] + entry["discriminator_mlm_loss"], abs=5e-3)
-    assert not any(k.startswith("discriminator_mlm_head") for k in load_file(straight / "model.safetensors"))
-    assert "restores the masked tokens (weight 1" in (straight / "README.md").read_text()
+        assert entry["loss"] == pytest.approx(entry["mlm_loss"] + 50 * entry["rtd_loss"], abs=5e-3)
     # A run stopped at step 2 leaves what the straight run's checkpoint-2 holds (the generator too): resumed from it,
     # it ends with the same weights as the run that went straight through.
     shutil.copytree(straight / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
@@ -295,19 +253,12 @@ def test_bad_rtd_options_are_refused_by_name_before_any_data_work(tmp_path, caps
     assert "is already an rtd discriminator" in err and "resume_from_checkpoint" in err
     assert "rtd_loss_weight=0.0 must be positive" in fails(tmp_path, capsys, "--objective", "rtd", "--rtd_loss_weight", "0")
     assert "generator_width=1.5" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_width", "1.5")
-    assert "rtd_discriminator_mlm_weight needs objective: rtd" in fails(tmp_path, capsys, "--rtd_discriminator_mlm_weight", "1")
-    assert "rtd_discriminator_mlm_weight=-1.0 must be 0" in fails(
-        tmp_path, capsys, "--objective", "rtd", "--rtd_discriminator_mlm_weight", "-1")
-    assert "rtd_masked_share needs objective: rtd" in fails(tmp_path, capsys, "--rtd_masked_share", "0.5")
-    assert "set rtd_discriminator_mlm_weight > 0 with it" in fails(
-        tmp_path, capsys, "--objective", "rtd", "--rtd_masked_share", "0.5")
-    assert "rtd_masked_share=1.0 must be a share" in fails(
-        tmp_path, capsys, "--objective", "rtd", "--rtd_masked_share", "1", "--rtd_discriminator_mlm_weight", "1")
-    assert "generator_heads must be a positive" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_heads", "0")
-    assert "heads (set generator_heads" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_heads", "5")
-    assert "rtd_head_at_prior: true needs objective: rtd" in fails(tmp_path, capsys, "--rtd_head_at_prior", "true")
-    err = fails(tmp_path, capsys, "--objective", "rtd", "--sparse_mlm_prediction", "false")
-    assert "sparse_mlm_prediction" in err and "Training a WordPiece" not in err
+    assert "generator_layers must be a positive" in fails(tmp_path, capsys, "--objective", "rtd", "--generator_layers", "0")
+    # 0.3 of 64 hidden is 19, not a multiple of the encoder's 2 heads (the generator has as many).
+    assert "not a multiple of the encoder's 2 heads" in fails(
+        tmp_path, capsys, "--objective", "rtd", "--hidden_size", "64", "--generator_width", "0.3")
+    err = fails(tmp_path, capsys, "--objective", "rtd", "--config_overrides", "sparse_mlm_prediction=false")
+    assert "sparse_mlm_prediction=false (config_overrides) has no meaning" in err and "Training a WordPiece" not in err
     assert not (tmp_path / "bad" / "config.json").exists()
 
 
@@ -315,7 +266,7 @@ def test_bad_rtd_options_are_refused_by_name_before_any_data_work(tmp_path, caps
 def test_rtd_under_torchrun_on_two_processes(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "run_pretraining.py",
                "--output_dir", str(tmp_path / "out"), "--output", str(tmp_path / "r.json"), *TINY,
-               "--corpus", "synthetic", "--synthetic_documents", "60", "--objective", "rtd", "--hidden_size", "64"]
+               "--corpus", "synthetic", "--max_documents", "60", "--objective", "rtd", "--hidden_size", "64"]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -364,7 +315,7 @@ def test_an_mlm_run_over_an_rtd_folder_sets_its_generator_aside(tmp_path):
     # generator/, so the earlier one is moved aside rather than left to pass for this model's.
     output_dir, _ = pretrain_rtd(tmp_path, "--max_steps", "1", "--eval_strategy", "no")
     earlier = (output_dir / "generator" / "model.safetensors").read_bytes()
-    run(["--output_dir", str(output_dir), *TINY, "--corpus", "synthetic", "--synthetic_documents", "60", "--max_steps",
+    run(["--output_dir", str(output_dir), *TINY, "--corpus", "synthetic", "--max_documents", "60", "--max_steps",
          "1", "--eval_strategy", "no", "--overwrite_output_dir", "true", "--delete_old_checkpoints", "true"])
     assert not (output_dir / "generator").exists()
     assert json.loads((output_dir / "config.json").read_text())["architectures"] == ["ScratchBertForPreTraining"]
@@ -375,7 +326,7 @@ def test_an_mlm_run_over_an_rtd_folder_sets_its_generator_aside(tmp_path):
 def test_a_discriminator_from_an_mlm_checkpoint_starts_from_its_encoder_and_pair_head():
     mlm = ScratchBertForPreTraining(tiny_config(hidden_size=64, num_attention_heads=2, intermediate_size=128))
     model_args = ModelArguments(objective="rtd", generator_width=0.5, rtd_loss_weight=20.0)
-    model = discriminator_from_mlm(mlm, model_args, DataArguments())
+    model = discriminator_from_mlm(mlm, model_args)
     assert model.config.pretraining_objective == "rtd" and model.config.rtd_loss_weight == 20.0
     assert model.config.rtd_generator["hidden_size"] == 32
     loaded = model.state_dict()
@@ -385,49 +336,21 @@ def test_a_discriminator_from_an_mlm_checkpoint_starts_from_its_encoder_and_pair
     # The generator is fresh but shares the loaded embeddings, one module.
     assert model.generator.scratchbert.embeddings is model.scratchbert.embeddings
     assert model.generator.mlm_head.decoder.weight is model.scratchbert.embeddings.word_embeddings.weight
-    assert model.discriminator_mlm_head is None
-    # With the discriminator's own MLM term, the MLM stage's head carries on as its head.
-    model_args.rtd_discriminator_mlm_weight = 1.0
-    model = discriminator_from_mlm(mlm, model_args, DataArguments())
-    for name, tensor in mlm.mlm_head.state_dict().items():
-        assert torch.equal(model.discriminator_mlm_head.state_dict()[name], tensor), name
-    assert model.discriminator_mlm_head.decoder.weight is model.scratchbert.embeddings.word_embeddings.weight
-
-
-def test_the_replaced_token_head_can_start_at_the_prior():
-    torch.manual_seed(0)
-    model = ReplacedTokenDetectionModel(rtd_config()).eval()
-    assert torch.equal(model.rtd_head.classifier.bias, torch.zeros(1)), "ELECTRA's start: p = 0.5 everywhere"
-    model.start_rtd_head_at(0.15)
-    assert model.rtd_head.classifier.bias.item() == pytest.approx(math.log(0.15 / 0.85))
-    # At the prior, a fresh discriminator's mean probability of "replaced" is near 0.15, not 0.5.
-    out = model(**masked_batch(model.config), sampling_generator=torch.Generator().manual_seed(1))
-    real = out.rtd_labels != -100
-    assert torch.sigmoid(out.rtd_logits[real]).mean().item() == pytest.approx(0.15, abs=0.05)
-    with pytest.raises(ValueError, match="replaced share must be in"):
-        model.start_rtd_head_at(0.0)
-
-
-def test_rtd_head_at_prior_starts_a_fresh_run_at_the_masking_share(tokenizer_dir):
-    model_args = ModelArguments(hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=128,
-                                max_position_embeddings=64, objective="rtd", rtd_head_at_prior=True)
-    data_args = DataArguments(max_seq_length=64, mlm_probability=0.2)
-    model = build_model(model_args, AutoTokenizer.from_pretrained(tokenizer_dir), data_args)
-    assert model.rtd_head.classifier.bias.item() == pytest.approx(math.log(0.2 / 0.8))
-    # Masked positions left as [MASK] carry no label: the labelled tokens' replaced share is 0.2 x 0.5 / 0.9.
-    model_args.rtd_discriminator_mlm_weight, model_args.rtd_masked_share = 1.0, 0.5
-    model = build_model(model_args, AutoTokenizer.from_pretrained(tokenizer_dir), data_args)
-    assert model.rtd_head.classifier.bias.item() == pytest.approx(math.log(0.1 / 0.8))
+    # The loss weights are the checkpoint's: mlm_loss_weight weighs the generator's MLM from now on.
+    mlm.config.mlm_loss_weight, mlm.config.nsp_loss_weight = 0.5, 0.25
+    weights = discriminator_from_mlm(mlm, model_args).config
+    assert (weights.mlm_loss_weight, weights.nsp_loss_weight) == (0.5, 0.25)
 
 
 def test_generator_flags_rebuild_a_saved_generator_or_say_none_can():
-    from scratchbert.pretraining import generator_flags
+    from scratchbert.objectives import generator_flags
 
     config = tiny_config(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2)
     config.rtd_generator = generator_config(config, 0.25)  # what today's defaults build: 16 hidden, 2 layers, 2 heads
     assert generator_flags(config, dict(config.rtd_generator)) == []
-    assert generator_flags(config, generator_config(config, 0.5, 4, 1)) == [
-        "--generator_layers 4", "--generator_heads 1", "--generator_width 0.5"]
+    assert generator_flags(config, generator_config(config, 0.5, 4)) == ["--generator_layers 4", "--generator_width 0.5"]
+    # The generator has the encoder's heads: one saved with another head count (generator_heads, retired) has no flags.
+    assert generator_flags(config, {**config.rtd_generator, "num_attention_heads": 1}) is None
     # Under the 16-wide floor two widths share a hidden size: the width offered rebuilds the intermediate size too.
     narrow = tiny_config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
     narrow.rtd_generator = generator_config(narrow, 0.5)  # 16 hidden, 32 intermediate
@@ -439,8 +362,8 @@ def test_generator_flags_rebuild_a_saved_generator_or_say_none_can():
 
 
 def test_a_resumed_rtd_run_with_other_options_is_refused_with_a_hint(tmp_path, tokenizer_dir):
-    """From scratch and two-stage alike; a run saved under other generator defaults (before the generator kept the
-    encoder's heads, or before it was half as deep) is told the flags that rebuild its generator."""
+    """From scratch and two-stage alike; a run saved under other generator defaults (before it was half as deep) is told
+    the flags that rebuild its generator, one whose generator had other heads (generator_heads, retired) that none do."""
     from scratchbert.cli import ConfigError
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -448,27 +371,34 @@ def test_a_resumed_rtd_run_with_other_options_is_refused_with_a_hint(tmp_path, t
                  max_position_embeddings=64)
     data_args = DataArguments(max_seq_length=64)
     checkpoint = tmp_path / "checkpoint-2"
-    build_model(ModelArguments(**shape, objective="rtd", generator_heads=1), tokenizer, data_args).save_pretrained(checkpoint)
-    with pytest.raises(ConfigError, match="resume with --generator_heads 1\\)"):
+    build_model(ModelArguments(**shape, objective="rtd"), tokenizer, data_args).save_pretrained(checkpoint)
+    saved = json.loads((checkpoint / "config.json").read_text())
+    one_head = {**saved["rtd_generator"], "num_attention_heads": 1}  # as generator_heads 1 saved it
+    (checkpoint / "config.json").write_text(json.dumps({**saved, "rtd_generator": one_head}))
+    with pytest.raises(ConfigError, match="no options rebuild its generator's sizes"):
         build_model(ModelArguments(**shape, objective="rtd"), tokenizer, data_args, checkpoint=str(checkpoint))
+    for name in ("rtd_discriminator_mlm_weight", "rtd_masked_share"):  # saved with a retired option on
+        (checkpoint / "config.json").write_text(json.dumps({**saved, name: 0.5}))
+        with pytest.raises(ConfigError, match=f"{name}=0.5: {name} was retired"):
+            build_model(ModelArguments(**shape, objective="rtd"), tokenizer, data_args, checkpoint=str(checkpoint))
     deeper = dict(shape, num_hidden_layers=4)  # saved when the generator was as deep as the encoder (4 layers)
-    build_model(ModelArguments(**deeper, objective="rtd", generator_layers=4, generator_heads=1), tokenizer,
+    build_model(ModelArguments(**deeper, objective="rtd", generator_layers=4), tokenizer,
                 data_args).save_pretrained(checkpoint)
-    with pytest.raises(ConfigError, match="resume with --generator_layers 4 --generator_heads 1\\)"):
+    with pytest.raises(ConfigError, match="resume with --generator_layers 4\\)"):
         build_model(ModelArguments(**deeper, objective="rtd"), tokenizer, data_args, checkpoint=str(checkpoint))
     mlm = tmp_path / "mlm"
     ScratchBertForPreTraining(tiny_config(**shape, vocab_size=len(tokenizer))).save_pretrained(mlm)
     two_stage = ModelArguments(objective="rtd", model_name_or_path=str(mlm))
     build_model(two_stage, tokenizer, data_args).save_pretrained(checkpoint)
-    two_stage.rtd_discriminator_mlm_weight = 1.0
-    with pytest.raises(ConfigError, match="rtd_discriminator_mlm_weight=0.0"):
+    two_stage.rtd_loss_weight = 20.0
+    with pytest.raises(ConfigError, match="rtd_loss_weight=50.0, these options give 20.0"):
         build_model(two_stage, tokenizer, data_args, checkpoint=str(checkpoint))
 
 
 @pytest.mark.slow
 def test_two_stage_training_mlm_then_rtd_end_to_end(tmp_path):
     mlm_dir = tmp_path / "mlm"
-    run(["--output_dir", str(mlm_dir), *TINY, "--corpus", "synthetic", "--synthetic_documents", "60",
+    run(["--output_dir", str(mlm_dir), *TINY, "--corpus", "synthetic", "--max_documents", "60",
          "--hidden_size", "64", "--eval_strategy", "no"])
     output_dir, results = pretrain_rtd(tmp_path, "--model_name_or_path", str(mlm_dir), "--hidden_size", "999",
                                        name="two-stage")

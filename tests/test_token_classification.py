@@ -25,7 +25,6 @@ from scratchbert.token_classification import (
     read_conll,
     run,
     tag_names_of,
-    write_model_card,
 )
 from conftest import SHARED_DATA, requires_shared_data, tiny_config
 
@@ -231,11 +230,3 @@ def test_the_shared_conll2003_files_read_in_full():
                               validation_file=str(SHARED_DATA / "conll2003" / "eng.testa"))
     assert set(tag_names_of(load_splits(data_args))) == {
         "O", "I-PER", "I-ORG", "I-LOC", "I-MISC", "B-ORG", "B-LOC", "B-MISC"}
-
-
-def test_the_model_card_names_a_hub_datasets_config_and_split(tmp_path):
-    results = {"eval_f1": 0.9, "eval_precision": 0.9, "eval_recall": 0.9, "eval_accuracy": 0.95, "tags": ["O", "B-PER"]}
-    data_args = DataArguments(dataset_name="eriktks/conll2003", dataset_config_name="conll2003")
-    write_model_card(tmp_path, results, ModelArguments(model_name_or_path="some/base"), data_args, None)
-    entry = ModelCard.load(tmp_path / "README.md").data.to_dict()["model-index"][0]["results"][0]["dataset"]
-    assert entry == {"name": "eriktks/conll2003", "type": "eriktks/conll2003", "config": "conll2003", "split": "validation"}

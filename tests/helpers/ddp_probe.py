@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, Trainer, TrainingArguments
 from scratchbert import ScratchBertConfig, ScratchBertForPreTraining, train_wordpiece_tokenizer
 from scratchbert.corpus import load_documents
 from scratchbert.pretraining_data import DataCollatorForPretraining, build_dataset
-from scratchbert.runs import end_process_group
+from scratchbert.runs.distributed import end_process_group
 
 out_dir = sys.argv[1]
 
@@ -31,7 +31,7 @@ class RecordingTrainer(Trainer):
 
 args = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=4, max_steps=1, report_to="none",
                          save_strategy="no", use_cpu=True, seed=0, ddp_backend="gloo")
-documents = load_documents(corpus="synthetic", synthetic_documents_count=200)
+documents = load_documents(corpus="synthetic", max_documents=200)
 # WordPiece training is not deterministic across processes: rank 0 trains and saves, the other rank loads.
 with args.main_process_first():
     if args.process_index == 0:
