@@ -77,7 +77,7 @@ def stdlib_docstring_documents() -> list[str]:
 
     Read from the .py sources with `ast` (nothing is imported), in sorted path order: the same Python gives the
     same documents. English prose that ships with every CPython. (A document per docstring was tried: more,
-    shorter documents, and the offline default learned less from them: docs/pretraining-recipes.md, o09.)
+    shorter documents, and the offline default learned less from them: docs/lab-notebook.md, o09.)
     """
     import ast
     import os

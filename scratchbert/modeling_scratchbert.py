@@ -43,10 +43,8 @@ from .configuration_scratchbert import ScratchBertConfig
 
 
 class ScratchBertEmbeddings(nn.Module):
-    """Token + learned position + segment embeddings, then LayerNorm and dropout.
-
-    E = config.embedding_size, which is H unless set (a small ELECTRA generator shares a wider model's embeddings).
-    """
+    """Token + learned position + segment embeddings, then LayerNorm and dropout. E = config.embedding_size, which is
+    H unless set (a small ELECTRA generator shares a wider model's embeddings)."""
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__()
@@ -94,7 +92,6 @@ def sinusoidal_positions(num_positions: int, dim: int, std: float) -> torch.Tens
 
 def alibi_bias(num_heads: int, seq_len: int, device, dtype) -> torch.Tensor:
     """ALiBi (Press et al., 2022; MosaicBERT's bidirectional form): head h adds -slope_h * |i - j| to its scores.
-
     Slopes 2^(-8 (h + 1) / heads) give each head its own reach, from nearly local to nearly global: attention
     starts out knowing what is near, which BERT otherwise learns slowly through its position embeddings.
     Returns [1, heads, T, T].
@@ -106,11 +103,8 @@ def alibi_bias(num_heads: int, seq_len: int, device, dtype) -> torch.Tensor:
 
 
 def attention_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, T] mask of 1 (attend) / 0 (padding) -> [B, 1, 1, T] additive bias in `dtype`.
-
-    Padding gets the most negative finite value rather than -inf, so a row that is all padding softmaxes to a
-    uniform distribution instead of NaN.
-    """
+    """[B, T] mask of 1 (attend) / 0 (padding) -> [B, 1, 1, T] additive bias in `dtype`. Padding gets the most
+    negative finite value rather than -inf, so a row that is all padding softmaxes to uniform instead of NaN."""
     keep = attention_mask[:, None, None, :].bool()
     bias = torch.zeros(keep.shape, dtype=dtype, device=attention_mask.device)
     return bias.masked_fill(~keep, torch.finfo(dtype).min)
@@ -142,12 +136,9 @@ class Unpadded:
 
 
 class ScratchBertSelfAttention(nn.Module):
-    """Multi-head self-attention with one fused QKV projection.
-
-    The default path is torch's scaled_dot_product_attention; `attn_implementation="eager"` (or asking for
-    attention probabilities) spells the softmax out. Both compute the same function.
-
-    One exception to the default: training in bf16 on a CPU spells the softmax out too. There SDPA's
+    """Multi-head self-attention with one fused QKV projection. The default path is torch's
+    scaled_dot_product_attention; `attn_implementation="eager"` (or asking for attention probabilities) spells the
+    softmax out. Both compute the same function. Training in bf16 on a CPU spells the softmax out too: there SDPA's
     backward (its flash-attention kernel for CPU) takes 3-4x longer than two batched matmuls and a softmax,
     which run on the CPU's bf16 matmul units: at the 30-minute recipe's shape, 25 ms against 9 ms per layer for
     forward and backward (benchmarks/attention_cpu_bf16.py), a third of the whole step (benchmarks/profile_step.py;
@@ -205,7 +196,6 @@ class ScratchBertSelfAttention(nn.Module):
 
 class ScratchBertLayer(GradientCheckpointingLayer):
     """Post-LayerNorm transformer layer: x = LN(x + attn(x)); x = LN(x + FFN(x)), as in BERT.
-
     With config.layer_norm_position = "pre": x = x + attn(LN(x)); x = x + FFN(LN(x)) (same parameters, other order).
     With config.feed_forward_type = "glu", FFN(x) = ffn_out(act(gate) * value), where [gate, value] = ffn_in(x).
     """
@@ -253,10 +243,8 @@ class ScratchBertPooler(nn.Module):
 
 
 class ScratchBertMLMHead(nn.Module):
-    """Transform (dense, activation, LayerNorm), then the decoder to the vocabulary, tied to the word embeddings.
-
-    The transform maps H to the embeddings' width E (H unless config.embedding_size is set), as ELECTRA's generator.
-    """
+    """Transform (dense, activation, LayerNorm) from H to the embeddings' width E (as ELECTRA's generator), then the
+    decoder to the vocabulary, tied to the word embeddings."""
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__()
@@ -289,12 +277,9 @@ class ScratchBertReplacedTokenHead(nn.Module):
 
 
 def mean_loss(loss_sum: torch.Tensor, num_items: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
-    """Mean of a summed loss over its items.
-
-    Under gradient accumulation the Trainer passes `num_items_in_batch`, the number of labelled items in the
-    whole accumulated batch: dividing by it (not by this micro-batch's count) makes 2 x 4 accumulation give the
-    same loss and update as one batch of 8. An empty micro-batch gives 0, not NaN.
-    """
+    """Mean of a summed loss over its items. Under gradient accumulation the Trainer passes `num_items_in_batch`, the
+    labelled items of the whole accumulated batch: dividing by it makes 2 x 4 accumulation give the same loss and
+    update as one batch of 8. An empty micro-batch gives 0, not NaN."""
     if num_items_in_batch is not None:
         return loss_sum / num_items_in_batch
     return loss_sum / num_items.clamp(min=1)
@@ -483,12 +468,11 @@ class ScratchBertMLMMixin:
     def check_has_mlm_head(config: ScratchBertConfig):
         """An encoder trained by replaced-token detection has no MLM head: a random one would answer fill-mask."""
         if config.pretraining_objective == "rtd":
-            raise ValueError(
-                "this ScratchBert encoder was pretrained by replaced-token detection (pretraining_objective='rtd'): it "
-                "has no masked-LM head, and a random one would answer fill-mask. Its generator, an MLM, answers it: "
-                "load the checkpoint's generator/ subfolder (pipeline('fill-mask', model='<checkpoint>/generator')). "
-                "To train a new MLM head on this encoder anyway, set config.pretraining_objective = 'mlm'."
-            )
+            raise ValueError("this ScratchBert encoder was pretrained by replaced-token detection (pretraining_objective="
+                             "'rtd'): it has no masked-LM head, and a random one would answer fill-mask. Its generator, an "
+                             "MLM, answers it: load the checkpoint's generator/ subfolder (pipeline('fill-mask', model="
+                             "'<checkpoint>/generator')). To train a new MLM head on this encoder anyway, set "
+                             "config.pretraining_objective = 'mlm'.")
 
     def get_output_embeddings(self):
         return self.mlm_head.decoder
@@ -529,11 +513,7 @@ class ScratchBertForPreTraining(ScratchBertMLMMixin, ScratchBertPreTrainedModel)
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
+        input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         labels: torch.Tensor | None = None,  # [B, T] token ids at masked positions, -100 elsewhere
         next_sentence_label: torch.Tensor | None = None,  # [B], 0 = B follows A, 1 = B is random
         num_items_in_batch=None,
@@ -586,11 +566,7 @@ class ScratchBertForMaskedLM(ScratchBertMLMMixin, ScratchBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
+        input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         labels: torch.Tensor | None = None,  # [B, T], -100 = no label
         num_items_in_batch=None,
         **kwargs,
@@ -617,11 +593,7 @@ class ScratchBertForNextSentencePrediction(ScratchBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
+        input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         labels: torch.Tensor | None = None,  # [B]
         num_items_in_batch=None,
         **kwargs,
@@ -684,11 +656,7 @@ class ScratchBertForReplacedTokenDetection(ScratchBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
+        input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         labels: torch.Tensor | None = None,  # [B, T], 1 = replaced, 0 = original, -100 = no label (padding)
         next_sentence_label: torch.Tensor | None = None,  # [B]
         **kwargs,
@@ -746,11 +714,7 @@ class ScratchBertForSequenceClassification(ScratchBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
+        input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         labels: torch.Tensor | None = None,  # [B] class ids or floats, or [B, num_labels] multi-hot
         num_items_in_batch=None,
         **kwargs,
@@ -800,11 +764,7 @@ class ScratchBertForTokenClassification(ScratchBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
+        input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         labels: torch.Tensor | None = None,  # [B, T], -100 = no label
         num_items_in_batch=None,
         **kwargs,
@@ -832,11 +792,7 @@ class ScratchBertForQuestionAnswering(ScratchBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
+        input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         start_positions: torch.Tensor | None = None,  # [B]
         end_positions: torch.Tensor | None = None,  # [B]
         **kwargs,

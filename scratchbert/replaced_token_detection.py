@@ -36,6 +36,7 @@ from .modeling_scratchbert import (
     ScratchBertForReplacedTokenDetection,
     mean_loss,
 )
+from .sentence_embeddings import write_sentence_transformers_files
 
 
 def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_layers: int | None = None) -> dict:
@@ -46,12 +47,12 @@ def generator_config(discriminator: ScratchBertConfig, width: float, num_hidden_
     far more than its matmuls (its attention scores are as large as the encoder's): at the 30-minute recipe's shape
     four generator layers make the step 1.36-1.42x MLM + NSP's, two 1.25-1.32x (the bound asked for: 1.3x), for a
     generator a little behind at equal time (0.075 at [MASK] against 0.083 after 3 minutes) and a discriminator no
-    different (docs/performance.md, docs/pretraining-recipes.md).
+    different (docs/performance.md, docs/lab-notebook.md).
 
     ELECTRA keeps heads of 64 (its small generator: 64 hidden, 1 head), which suits learned positions. Under ALiBi a
     head's slope comes from its index among the heads, so a 1-head generator keeps only the most global slope and
     loses the local heads that make attention know what is near: alone as an MLM at width 1/4 it stays near the
-    unigram line (0.058 at [MASK] after 3 minutes), where 4 heads of 16 reach 0.123 (docs/pretraining-recipes.md).
+    unigram line (0.058 at [MASK] after 3 minutes), where 4 heads of 16 reach 0.123 (docs/lab-notebook.md).
     """
     if not 0 < width <= 1:
         raise ValueError(f"generator_width={width} must be a share of the discriminator's width in (0, 1]")
@@ -229,6 +230,8 @@ class ReplacedTokenDetectionModel(ScratchBertForReplacedTokenDetection):
         # A plain discriminator saves its half: config.json names ScratchBertForReplacedTokenDetection, not this class.
         ScratchBertForReplacedTokenDetection(self.config).save_pretrained(output_dir, state_dict=discriminator)
         self.generator.save_pretrained(generator_dir, state_dict=generator)
+        for folder in (output_dir, generator_dir):  # each loads in sentence-transformers, mean-pooled
+            write_sentence_transformers_files(folder)
         if tokenizer is not None:
             tokenizer.save_pretrained(output_dir)
             tokenizer.save_pretrained(generator_dir)

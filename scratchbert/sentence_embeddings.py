@@ -2,9 +2,9 @@
 loads our choice of pooling, the mean of the last hidden states over real tokens, without its "no
 sentence-transformers model found" guess.
 
-The library writes them where it saves a model for use: the scripts' final save (runs' save_final_model) and
-`python -m scratchbert.convert bert-to-scratchbert`. They describe how to use the model, not the model, so the
-model code (copied into every checkpoint) does not write them.
+The library writes them wherever it saves a model: every folder its Trainer saves (runs.trainer: checkpoints and
+final models), an rtd export (discriminator and generator) and `python -m scratchbert.convert bert-to-scratchbert`.
+They describe how to use the model, not the model, so the model code (copied into every export) does not write them.
 """
 
 import json

@@ -461,6 +461,16 @@ def case_fill_mask_on_rtd(tmp_path, capsys, tokenizer_dir):
     return str(error.value)
 
 
+def case_onnx_untrained_pair_head(tmp_path, capsys, tokenizer_dir):
+    from scratchbert import ScratchBertForPreTraining
+    from scratchbert.export import main as export_main
+
+    ScratchBertForPreTraining(tiny_config(nsp_loss_weight=0.0)).save_pretrained(tmp_path / "mlm-only")
+    code = export_main(["onnx", str(tmp_path / "mlm-only"), str(tmp_path / "onnx"), "--task", "next-sentence-prediction"])
+    assert code == 2 and not (tmp_path / "onnx").exists()
+    return capsys.readouterr().err
+
+
 def test_every_table_row_has_a_case():
     assert TABLE_IDS and all(f"case_{i.replace('-', '_')}" in globals() for i in TABLE_IDS)
 

@@ -62,6 +62,8 @@ def test_offline_default_few_steps_exports_a_loadable_folder(tmp_path):
     assert json.loads((tmp_path / "run.json").read_text()) == json.loads((output_dir / "results.json").read_text())
     assert {"config.json", "model.safetensors", "modeling_scratchbert.py", "configuration_scratchbert.py",
             "tokenizer.json", "README.md"} <= {p.name for p in output_dir.iterdir()}
+    for folder in (output_dir, output_dir / "checkpoint-2"):  # every saved folder loads in sentence-transformers
+        assert {"modules.json", "sentence_bert_config.json"} <= {p.name for p in folder.iterdir()}, folder
     card = (output_dir / "README.md").read_text()
     assert "offline" in card and "eval_mlm_accuracy" in card and "trust_remote_code=True" in card
     assert (output_dir / "training_curves.png").read_bytes()[:4] == b"\x89PNG" and "training_curves.png" in card
@@ -553,7 +555,7 @@ def test_shipped_pretraining_configs_parse(config, tmp_path, monkeypatch):
     config_fields = fresh_model_config(model_args, data_args, vocab_size=1000, pad_token_id=0)  # config_overrides too
     if config == "pretrain_wikipedia_30min.yaml":
         assert run_args.max_train_minutes == 30 and model_args.attention_position_bias == "alibi"
-        assert model_args.linear_bias is False  # the 6-minute probes' winner (docs/pretraining-recipes.md)
+        assert model_args.linear_bias is False  # the 6-minute probes' winner (docs/lab-notebook.md)
         assert config_fields.hidden_dropout_prob == config_fields.attention_probs_dropout_prob == 0.0
 
 

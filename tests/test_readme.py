@@ -102,3 +102,17 @@ def test_make_targets_set_up_once_then_run_offline(tmp_path, target, command):
     assert all(f"{v}=" in again[0] for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "WANDB_MODE"))
     os.utime(tmp_path / "setup.cfg", (time.time() + 5, time.time() + 5))  # changed requirements: install again
     assert '-e ".[dev]"' in dry_run() and "torch==2.13.0" in dry_run()
+
+
+def test_the_layout_names_every_module_and_only_modules_that_exist():
+    """Issue 44: the README's layout matches the tree, both ways."""
+    layout = re.search(r"## Layout\n\n```\n(.*?)```", README, re.S).group(1)
+    package = REPO_ROOT / "scratchbert"
+    modules = {p.name for p in package.glob("*.py") if p.name != "__init__.py"}
+    modules |= {p.name for p in (package / "runs").glob("*.py") if p.name != "__init__.py"}
+    named = set(re.findall(r"([a-z_]+\.py)\b", layout))
+    assert modules - named == set(), "modules the layout does not name"
+    assert named - modules == set(), "names in the layout that are no module"
+    for folder in re.findall(r"(?m)^([\w/]+/)\s", layout):
+        assert (REPO_ROOT / folder).is_dir(), folder
+

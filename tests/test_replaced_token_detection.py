@@ -195,6 +195,7 @@ def test_a_run_saves_the_discriminator_and_its_generator_and_both_load(tmp_path)
     fill = pipeline("fill-mask", model=str(output_dir / "generator"), device="cpu")
     assert len(fill("document 3 sentence [MASK] talks about topic")) == 5
     card = (output_dir / "README.md").read_text()
+    assert (output_dir / "generator" / "README.md").is_file() and (output_dir / "generator" / "modules.json").is_file()
     assert "replaced-token detection" in card and "generator/" in card and "pipeline_tag: feature-extraction" in card
 
     # Remote code elsewhere, and conversion to BERT's layout: the discriminator's encoder, exactly.

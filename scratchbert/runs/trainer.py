@@ -57,6 +57,13 @@ class GuardedTrainer(Trainer):
                 self.remove_callback(ProgressCallback)
                 self.add_callback(BudgetProgressCallback(self.time_budget))
 
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        """Every folder the Trainer saves (checkpoints and final models alike) loads in sentence-transformers with
+        mean pooling, as the model code wrote it before those files moved out of it (sentence_embeddings.py)."""
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:  # the Trainer calls _save on every rank; only the writers hold a config.json
+            write_sentence_transformers_files(output_dir or self.args.output_dir)
+
     def _get_eval_sampler(self, eval_dataset):
         """Evaluation and prediction read the rows in the dataset's order, always.
 
