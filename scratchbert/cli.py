@@ -60,23 +60,15 @@ def split_config_path(argv: list[str]) -> tuple[str | None, list[str]]:
     return None, argv
 
 
-RETIRED_AT = "0162353"  # the last commit that ran the options issue 44 retired
-
-
-def retired_option(name: str, commit: str = RETIRED_AT) -> str:
-    """The refusal of a retired option: where its finding is written down, and the last commit that ran it."""
-    return f"{name} was retired: its finding is in docs/lab-notebook.md#{name} (last ran at commit {commit})"
-
-
-def moved_option(name: str, example: str, into: str = "config_overrides") -> str:
-    """The refusal of an option that is now set through another one (`example`: a value to show)."""
-    return f"{name} is set through {into} now, e.g. {into}: {name}={example}"
+def moved_option(name: str, example: str) -> str:
+    """The refusal of an option that is now set through config_overrides (`example`: a value to show)."""
+    return f"{name} is set through config_overrides now, e.g. config_overrides: {name}={example}"
 
 
 def refuse_retired(names, retired: dict[str, str] | None):
     """A ConfigError with the first of `names` (YAML keys, or flags without their dashes) that `retired` lists."""
-    for name in names:
-        if retired and name in retired:
+    for name in names if retired else ():
+        if name in retired:
             raise ConfigError(retired[name])
 
 

@@ -15,9 +15,15 @@ FEED_FORWARD_TYPES = ("mlp", "glu")
 # What trained the encoder: "mlm" (BERT's masked LM, with its MLM head) or "rtd" (ELECTRA's replaced-token detection:
 # the encoder is the discriminator and holds no MLM head; its generator is saved beside it).
 PRETRAINING_OBJECTIVES = ("mlm", "rtd")
-# Options that left with their code: a config that still turns one on is refused, naming where its finding is kept.
-# Turned off (an older config.json's `false`), one is dropped without a word.
-RETIRED_OPTIONS = {"deepnorm": "docs/lab-notebook.md#deepnorm (last ran at commit 0162353)"}
+# Options that left with their code (issue 44): a config that still turns one on is refused, naming where its finding
+# is kept. Turned off (an older config.json's `false`), one is dropped without a word.
+RETIRED_OPTIONS = ("deepnorm",)
+RETIRED_AT = "0162353"  # the last commit that ran the options issue 44 retired
+
+
+def retired_option(name: str) -> str:
+    """The refusal of a retired option: where its finding is written down, and the last commit that ran it."""
+    return f"{name} was retired: its finding is in docs/lab-notebook.md#{name} (last ran at commit {RETIRED_AT})"
 
 
 class ScratchBertConfig(PreTrainedConfig):
@@ -111,9 +117,9 @@ class ScratchBertConfig(PreTrainedConfig):
         tie_word_embeddings: bool = True,
         **kwargs,
     ):
-        for name, finding in RETIRED_OPTIONS.items():
+        for name in RETIRED_OPTIONS:
             if kwargs.pop(name, False):
-                raise ValueError(f"{name} was retired: its finding is in {finding}")
+                raise ValueError(retired_option(name))
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers

@@ -226,10 +226,9 @@ def corpus_description(data_args) -> str:
     return f"the `{data_args.corpus or 'offline'}` corpus"
 
 
-def pretraining_front_matter(name: str, parts: CardParts, results: dict, model_args, data_args,
-                             pipeline_tag: str | None = None) -> str:
+def pretraining_front_matter(name: str, parts: CardParts, results: dict, model_args, data_args) -> str:
     source = corpus_description(data_args)
-    pipeline_tag = pipeline_tag or parts.pipeline_tag
+    pipeline_tag = parts.pipeline_tag
     return front_matter(
         model_name=name, pipeline_tag=pipeline_tag, tags=["scratchbert", "bert", pipeline_tag, *parts.tags],
         task_type=pipeline_tag, dataset_name=f"held-out documents of {source}".replace("`", ""),

@@ -18,8 +18,8 @@ import datasets
 import torch
 from transformers import AutoModelForPreTraining, AutoTokenizer
 
-from .cli import ConfigError, moved_option, packaged_config, retired_option
-from .configuration_scratchbert import ScratchBertConfig
+from .cli import ConfigError, moved_option, packaged_config
+from .configuration_scratchbert import ScratchBertConfig, retired_option
 from .corpus import CorpusError, load_documents
 from .curves import write_training_curves
 from .objectives import MaskedLanguageModelling, objective_named
@@ -36,7 +36,7 @@ from .pretraining_data import (
 )
 from .runs.distributed import tokenizer_for_run
 from .runs.hub import publish_results
-from .runs.options import RETIRED_RUN_OPTIONS, check_sequence_length
+from .runs.options import check_sequence_length
 from .runs.script import script_main, start_run
 from .runs.trainer import GuardedTrainer, save_final_model, train_and_report_io_errors
 
@@ -175,7 +175,6 @@ RETIRED_OPTIONS = {
         ("attention_probs_dropout_prob", "0.0"), ("sparse_mlm_prediction", "true"), ("mlm_loss_weight", "1.0"),
         ("nsp_loss_weight", "0.5"),
     )},
-    **RETIRED_RUN_OPTIONS,
 }
 STREAM_SHUFFLE_DOCUMENTS = 1000  # streaming: documents are shuffled in a buffer of this many
 STREAM_SHUFFLE_EXAMPLES = 10_000  # streaming: training examples are shuffled in a buffer of this many

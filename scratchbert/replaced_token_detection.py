@@ -29,8 +29,7 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import ModelOutput
 
-from .cli import retired_option
-from .configuration_scratchbert import ScratchBertConfig
+from .configuration_scratchbert import ScratchBertConfig, retired_option
 from .modeling_scratchbert import (
     ScratchBertForMaskedLM,
     ScratchBertForReplacedTokenDetection,

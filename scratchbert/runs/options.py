@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
-from ..cli import ConfigError, retired_option
+from ..cli import ConfigError
+from ..configuration_scratchbert import retired_option
 from .time_budget import budget_schedule
 
 logger = logging.getLogger(__name__)

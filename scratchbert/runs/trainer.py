@@ -61,8 +61,10 @@ class GuardedTrainer(Trainer):
         """Every folder the Trainer saves (checkpoints and final models alike) loads in sentence-transformers with
         mean pooling, as the model code wrote it before those files moved out of it (sentence_embeddings.py)."""
         super()._save(output_dir, state_dict)
-        if self.args.should_save:  # the Trainer calls _save on every rank; only the writers hold a config.json
-            write_sentence_transformers_files(output_dir or self.args.output_dir)
+        folder = Path(output_dir or self.args.output_dir)
+        # The Trainer calls _save on every rank: only the writers hold a config.json (a PEFT adapter folder has none).
+        if self.args.should_save and (folder / "config.json").is_file():
+            write_sentence_transformers_files(folder)
 
     def _get_eval_sampler(self, eval_dataset):
         """Evaluation and prediction read the rows in the dataset's order, always.
@@ -195,7 +197,6 @@ def save_final_model(trainer: Trainer, output_dir: Path):
     if writer:
         try:
             if failure is None:
-                write_sentence_transformers_files(staging)  # SentenceTransformer(output_dir) mean-pools, as chosen
                 names = sorted(p.name for p in staging.iterdir())
                 for name in sorted(names, key=lambda n: n == "config.json"):  # config.json last
                     if (staging / name).is_dir() and (output_dir / name).is_dir():
